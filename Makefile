@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh machine: `make train` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install train test test-fast bench lint clean
+
+install: $(STAMP)
+
+# Reinstall whenever the dependency list changes.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+## The embedded default: scripted robosuite Lift demos -> LeRobot dataset -> ACT -> rollouts.
+train: install
+	$(PY) train.py experiment=quickstart $(ARGS)
+
+test: install
+	$(PY) -m pytest $(ARGS)
+
+## The suite without the simulator and multi-process tests.
+test-fast: install
+	$(PY) -m pytest -m "not slow" $(ARGS)
+
+bench: install
+	$(PY) -m bench $(ARGS)
+
+lint: install
+	$(PY) -m ruff check src tests bench train.py
+
+clean:
+	rm -rf outputs multirun .pytest_cache .ruff_cache src/*.egg-info

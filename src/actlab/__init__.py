@@ -1,0 +1,1 @@
+"""actlab: Hydra-configured ACT training, evaluation and deployment."""

@@ -1,0 +1,160 @@
+"""Structured-config schemas: one dataclass per config group, registered in Hydra's ConfigStore.
+
+`conf/train.yaml` lists `train_schema` first in its defaults, so every group option is merged onto
+these typed nodes: a misspelt key or a value of the wrong type fails at compose time with Hydra's own
+message. Key names follow LeRobot's ACTConfig (model) and Lightning's Trainer (trainer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+
+@dataclass
+class OptimizerConfig:
+    lr: float = 1e-5
+    lr_backbone: float = 1e-5
+    weight_decay: float = 1e-4
+
+
+@dataclass
+class SchedulerConfig:
+    name: str = "constant"  # constant | cosine (after a linear warm-up)
+    warmup_steps: int = 1000
+    min_lr_ratio: float = 0.0  # cosine only: final lr = lr * min_lr_ratio
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    n_obs_steps: int = 1
+    chunk_size: int = 100
+    n_action_steps: int = 100
+    dim_model: int = 512
+    n_heads: int = 8
+    dim_feedforward: int = 3200
+    feedforward_activation: str = "relu"
+    n_encoder_layers: int = 4
+    n_decoder_layers: int = 1
+    pre_norm: bool = False
+    use_vae: bool = True
+    latent_dim: int = 32
+    n_vae_encoder_layers: int = 4
+    dropout: float = 0.1
+    kl_weight: float = 10.0
+    temporal_ensemble_coeff: float | None = None
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+
+
+@dataclass
+class EncoderConfig:
+    name: str = "resnet18"
+    pretrained: str | None = "imagenet"  # imagenet | null (random init)
+    weights: str | None = None  # local weights file; else the torchvision cache
+    freeze: bool = False
+    replace_final_stride_with_dilation: bool = False
+
+
+@dataclass
+class DemoCollectionConfig:
+    """Scripted demonstrations written into a LeRobot dataset when the dataset folder is missing."""
+
+    episodes: int = 50
+    seed: int = 0
+    max_steps: int = 200
+    action_noise: float = 0.0  # std of Gaussian noise on executed actions (recorded actions stay clean)
+    video: bool = True  # cameras stored as mp4 (LeRobot default) or png images
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    format: str = "lerobot"
+    root: str | None = None
+    repo_id: str | None = None
+    cameras: list[str] | None = None  # camera names to use; null = every camera in the data
+    batch_size: int = 8
+    num_workers: int = 0
+    val_split: float = 0.1
+    collect: DemoCollectionConfig | None = None
+
+
+@dataclass
+class EnvConfig:
+    name: str = MISSING
+    type: str = "none"  # none | robosuite
+    task: str | None = None
+    robot: str = "Panda"
+    control_freq: int = 20
+    cameras: list[str] = field(default_factory=list)
+    image_size: list[int] = field(default_factory=lambda: [96, 96])  # height, width
+    state_keys: list[str] = field(default_factory=list)
+    env_state_keys: list[str] = field(default_factory=list)
+    reward_shaping: bool = True
+    eval_freq: int = 0  # 0 = no evaluation during training
+    eval_episodes: int = 10
+    final_eval_episodes: int = 10
+    max_steps: int = 400
+    seed: int = 100_000  # evaluation episode i uses seed + i (demonstrations use other seeds)
+
+
+@dataclass
+class TrainerConfig:
+    accelerator: str = "auto"
+    devices: Any = 1
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32-true"
+    max_steps: int = 100_000
+    gradient_clip_val: float = 10.0
+    log_every_n_steps: int = 100
+    val_check_interval: int = 1000
+    limit_val_batches: Any = 50
+    enable_progress_bar: bool = True
+    deterministic: bool = False
+
+
+@dataclass
+class CheckpointConfig:
+    save_freq: int = 10_000
+
+
+@dataclass
+class PathsConfig:
+    data_dir: str = MISSING
+    cache_dir: str = MISSING
+    output_dir: str = MISSING
+
+
+@dataclass
+class TrainConfig:
+    task_name: str = "train"
+    seed: int = 1000
+    resume: str | None = None
+    optimized_metric: str | None = None
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logger: dict[str, Any] = field(default_factory=dict)
+
+
+def run_dir(resume: str | None, fresh: str) -> str:
+    """Resolver behind `hydra.run.dir`: `resume=<run dir>` continues in that directory."""
+    return str(resume) if resume else fresh
+
+
+def register_configs() -> None:
+    """The schema in Hydra's ConfigStore and actlab's resolvers in OmegaConf (idempotent)."""
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    OmegaConf.register_new_resolver("actlab.run_dir", run_dir, replace=True)

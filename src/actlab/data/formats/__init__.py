@@ -1,0 +1,21 @@
+"""Dataset formats: each `dataset.format` maps to one reader returning an EpisodeStore."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from actlab.config.schema import DatasetConfig
+from actlab.data.formats.lerobot import load_lerobot
+from actlab.data.store import EpisodeStore
+from actlab.errors import ActlabError
+
+FORMATS: dict[str, Callable[[DatasetConfig, Path], EpisodeStore]] = {
+    "lerobot": load_lerobot,
+}
+
+
+def load_store(cfg: DatasetConfig, cache_dir: Path) -> EpisodeStore:
+    if cfg.format not in FORMATS:
+        raise ActlabError(f"dataset.format={cfg.format!r} is not one of {sorted(FORMATS)}")
+    return FORMATS[cfg.format](cfg, Path(cache_dir))

@@ -1,0 +1,6 @@
+"""The ACT policy: a plain nn.Module usable with no Lightning and no Hydra (deployment imports this only)."""
+
+from actlab.policy.config import ACTPolicyConfig, PolicyFeature
+from actlab.policy.policy import ACTPolicy
+
+__all__ = ["ACTPolicy", "ACTPolicyConfig", "PolicyFeature"]

@@ -1,0 +1,270 @@
+"""The Action Chunking Transformer network (Zhao et al., 2023), on normalised tensors.
+
+Submodule and parameter names are LeRobot's (`backbone`, `encoder`, `decoder`, `vae_encoder`,
+`action_head`, ...), so for the resnet / single-observation case a state dict moves between this module
+and `lerobot.policies.act.modeling_act.ACT` unchanged. Internally tensors are batch-first and attention
+runs through `scaled_dot_product_attention`; numerically it is the same network.
+
+Token layout of the transformer encoder: [latent, robot state?, environment state?, image cells...].
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import Tensor, nn
+
+from actlab.policy.config import ACTION, ACTION_IS_PAD, OBS_ENV_STATE, OBS_STATE, ACTPolicyConfig
+from actlab.policy.encoders import build_backbone
+
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "glu": F.glu}
+
+
+class Attention(nn.Module):
+    """Multi-head attention with nn.MultiheadAttention's parameter names, batch-first."""
+
+    def __init__(self, dim: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.n_heads = n_heads
+        self.dropout = dropout
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
+        self.out_proj = nn.Linear(dim, dim)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Tensor | None = None):
+        w_q, w_k, w_v = self.in_proj_weight.chunk(3)
+        b_q, b_k, b_v = self.in_proj_bias.chunk(3)
+        q, k, v = (
+            self._heads(F.linear(x, w, b)) for x, w, b in ((query, w_q, b_q), (key, w_k, b_k), (value, w_v, b_v))
+        )
+        mask = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        batch, _, length, head_dim = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(batch, length, self.n_heads * head_dim))
+
+    def _heads(self, x: Tensor) -> Tensor:
+        batch, length, dim = x.shape
+        return x.view(batch, length, self.n_heads, dim // self.n_heads).transpose(1, 2)
+
+
+def _with_pos(x: Tensor, pos: Tensor | None) -> Tensor:
+    return x if pos is None else x + pos
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, cfg: ACTPolicyConfig):
+        super().__init__()
+        self.self_attn = Attention(cfg.dim_model, cfg.n_heads, cfg.dropout)
+        self.linear1 = nn.Linear(cfg.dim_model, cfg.dim_feedforward)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.linear2 = nn.Linear(cfg.dim_feedforward, cfg.dim_model)
+        self.norm1 = nn.LayerNorm(cfg.dim_model)
+        self.norm2 = nn.LayerNorm(cfg.dim_model)
+        self.dropout1 = nn.Dropout(cfg.dropout)
+        self.dropout2 = nn.Dropout(cfg.dropout)
+        self.activation = ACTIVATIONS[cfg.feedforward_activation]
+        self.pre_norm = cfg.pre_norm
+
+    def forward(self, x: Tensor, pos: Tensor | None = None, key_padding_mask: Tensor | None = None) -> Tensor:
+        h = self.norm1(x) if self.pre_norm else x
+        qk = _with_pos(h, pos)
+        x = x + self.dropout1(self.self_attn(qk, qk, h, key_padding_mask))
+        if not self.pre_norm:
+            x = self.norm1(x)
+        h = self.norm2(x) if self.pre_norm else x
+        x = x + self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(h)))))
+        return x if self.pre_norm else self.norm2(x)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: ACTPolicyConfig):
+        super().__init__()
+        self.self_attn = Attention(cfg.dim_model, cfg.n_heads, cfg.dropout)
+        self.multihead_attn = Attention(cfg.dim_model, cfg.n_heads, cfg.dropout)
+        self.linear1 = nn.Linear(cfg.dim_model, cfg.dim_feedforward)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.linear2 = nn.Linear(cfg.dim_feedforward, cfg.dim_model)
+        self.norm1 = nn.LayerNorm(cfg.dim_model)
+        self.norm2 = nn.LayerNorm(cfg.dim_model)
+        self.norm3 = nn.LayerNorm(cfg.dim_model)
+        self.dropout1 = nn.Dropout(cfg.dropout)
+        self.dropout2 = nn.Dropout(cfg.dropout)
+        self.dropout3 = nn.Dropout(cfg.dropout)
+        self.activation = ACTIVATIONS[cfg.feedforward_activation]
+        self.pre_norm = cfg.pre_norm
+
+    def forward(self, x: Tensor, memory: Tensor, pos: Tensor, memory_pos: Tensor) -> Tensor:
+        h = self.norm1(x) if self.pre_norm else x
+        qk = _with_pos(h, pos)
+        x = x + self.dropout1(self.self_attn(qk, qk, h))
+        if not self.pre_norm:
+            x = self.norm1(x)
+        h = self.norm2(x) if self.pre_norm else x
+        x = x + self.dropout2(self.multihead_attn(_with_pos(h, pos), _with_pos(memory, memory_pos), memory))
+        if not self.pre_norm:
+            x = self.norm2(x)
+        h = self.norm3(x) if self.pre_norm else x
+        x = x + self.dropout3(self.linear2(self.dropout(self.activation(self.linear1(h)))))
+        return x if self.pre_norm else self.norm3(x)
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: ACTPolicyConfig, n_layers: int):
+        super().__init__()
+        self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(n_layers))
+        self.norm = nn.LayerNorm(cfg.dim_model) if cfg.pre_norm else nn.Identity()
+
+    def forward(self, x: Tensor, pos: Tensor | None = None, key_padding_mask: Tensor | None = None) -> Tensor:
+        for layer in self.layers:
+            x = layer(x, pos, key_padding_mask)
+        return self.norm(x)
+
+
+class Decoder(nn.Module):
+    """All `n_decoder_layers` are used (the original ACT code ran only the first of its 7)."""
+
+    def __init__(self, cfg: ACTPolicyConfig):
+        super().__init__()
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.n_decoder_layers))
+        self.norm = nn.LayerNorm(cfg.dim_model)
+
+    def forward(self, x: Tensor, memory: Tensor, pos: Tensor, memory_pos: Tensor) -> Tensor:
+        for layer in self.layers:
+            x = layer(x, memory, pos, memory_pos)
+        return self.norm(x)
+
+
+def sinusoidal_1d(n_positions: int, dim: int) -> Tensor:
+    """(n_positions, dim) fixed embedding of "Attention is all you need"; sin on even dims, cos on odd."""
+    position = torch.arange(n_positions, dtype=torch.float64)[:, None]
+    angle = position / torch.pow(10000.0, 2 * (torch.arange(dim) // 2) / dim).to(torch.float64)
+    table = torch.where(torch.arange(dim) % 2 == 0, angle.sin(), angle.cos())
+    return table.float()
+
+
+@lru_cache(maxsize=16)
+def sinusoidal_2d(height: int, width: int, dim: int) -> Tensor:
+    """(dim, height, width) embedding of a feature map: dim/2 channels for rows, dim/2 for columns.
+
+    Positions run 1..n and are scaled to (0, 2pi], as in the original ACT (DETR) code.
+    """
+    half = dim // 2
+    two_pi = 2 * math.pi
+    rows = torch.arange(1, height + 1, dtype=torch.float32)
+    cols = torch.arange(1, width + 1, dtype=torch.float32)
+    rows = rows / (rows[-1:] + 1e-6) * two_pi
+    cols = cols / (cols[-1:] + 1e-6) * two_pi
+    inv_freq = 10000 ** (2 * (torch.arange(half, dtype=torch.float32) // 2) / half)
+    even = torch.arange(half) % 2 == 0
+
+    def embed(p: Tensor) -> Tensor:
+        angle = p[:, None] / inv_freq
+        return torch.where(even, angle.sin(), angle.cos())
+
+    row_emb = embed(rows)[:, None, :].expand(height, width, half)
+    col_emb = embed(cols)[None, :, :].expand(height, width, half)
+    return torch.cat([row_emb, col_emb], dim=-1).permute(2, 0, 1).contiguous()
+
+
+class ACT(nn.Module):
+    """ACT on normalised inputs: images are a list of (B, 3, H, W) tensors, one per camera."""
+
+    def __init__(self, cfg: ACTPolicyConfig, load_backbone_weights: bool = True):
+        super().__init__()
+        self.cfg = cfg
+        dim = cfg.dim_model
+        state, env_state, action = cfg.robot_state_feature, cfg.env_state_feature, cfg.action_feature
+
+        if cfg.use_vae:
+            # BERT-like encoder over [cls, robot state?, action chunk] giving the latent's mean and log-var.
+            self.vae_encoder = Encoder(cfg, cfg.n_vae_encoder_layers)
+            self.vae_encoder_cls_embed = nn.Embedding(1, dim)
+            if state:
+                self.vae_encoder_robot_state_input_proj = nn.Linear(state.shape[0], dim)
+            self.vae_encoder_action_input_proj = nn.Linear(action.shape[0], dim)
+            self.vae_encoder_latent_output_proj = nn.Linear(dim, cfg.latent_dim * 2)
+            n_vae_tokens = 1 + cfg.chunk_size + (1 if state else 0)
+            self.register_buffer("vae_encoder_pos_enc", sinusoidal_1d(n_vae_tokens, dim).unsqueeze(0))
+
+        if cfg.image_features:
+            self.backbone, feature_channels = build_backbone(cfg.encoder, load_backbone_weights)
+
+        self.encoder = Encoder(cfg, cfg.n_encoder_layers)
+        self.decoder = Decoder(cfg)
+
+        if state:
+            self.encoder_robot_state_input_proj = nn.Linear(state.shape[0], dim)
+        if env_state:
+            self.encoder_env_state_input_proj = nn.Linear(env_state.shape[0], dim)
+        self.encoder_latent_input_proj = nn.Linear(cfg.latent_dim, dim)
+        if cfg.image_features:
+            self.encoder_img_feat_input_proj = nn.Conv2d(feature_channels, dim, kernel_size=1)
+        self.encoder_1d_feature_pos_embed = nn.Embedding(1 + bool(state) + bool(env_state), dim)
+        self.decoder_pos_embed = nn.Embedding(cfg.chunk_size, dim)
+        self.action_head = nn.Linear(dim, action.shape[0])
+
+        for p in [*self.encoder.parameters(), *self.decoder.parameters()]:
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+
+    def forward(self, batch: dict[str, Tensor], images: list[Tensor]) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """Returns the (B, chunk_size, action_dim) chunk and the latent's (mean, 2*log sigma) or Nones."""
+        cfg = self.cfg
+        ref = images[0] if images else batch[OBS_ENV_STATE]
+        batch_size, device = ref.shape[0], ref.device
+        has_state = cfg.robot_state_feature is not None
+
+        if cfg.use_vae and self.training and ACTION in batch:
+            tokens = [self.vae_encoder_cls_embed.weight.expand(batch_size, 1, -1)]
+            if has_state:
+                tokens.append(self.vae_encoder_robot_state_input_proj(batch[OBS_STATE]).unsqueeze(1))
+            tokens.append(self.vae_encoder_action_input_proj(batch[ACTION]))
+            prefix_pad = torch.zeros(batch_size, 1 + has_state, dtype=torch.bool, device=device)
+            pad_mask = torch.cat([prefix_pad, batch[ACTION_IS_PAD]], dim=1)
+            cls_out = self.vae_encoder(torch.cat(tokens, dim=1), self.vae_encoder_pos_enc, pad_mask)[:, 0]
+            latent_params = self.vae_encoder_latent_output_proj(cls_out)
+            mu, log_sigma_x2 = latent_params.split(cfg.latent_dim, dim=-1)
+            latent = mu + (log_sigma_x2 / 2).exp() * torch.randn_like(mu)
+        else:
+            mu = log_sigma_x2 = None
+            latent = torch.zeros(batch_size, cfg.latent_dim, device=device)
+
+        tokens = [self.encoder_latent_input_proj(latent)]
+        if has_state:
+            tokens.append(self.encoder_robot_state_input_proj(batch[OBS_STATE]))
+        if cfg.env_state_feature is not None:
+            tokens.append(self.encoder_env_state_input_proj(batch[OBS_ENV_STATE]))
+        tokens = [torch.stack(tokens, dim=1)]
+        pos = [self.encoder_1d_feature_pos_embed.weight.unsqueeze(0)]
+        if images:
+            cam_tokens, cam_pos = self._image_tokens(images)
+            tokens.append(cam_tokens)
+            pos.append(cam_pos)
+        tokens = torch.cat(tokens, dim=1)
+        pos = torch.cat([p.to(tokens.dtype) for p in pos], dim=1)
+
+        memory = self.encoder(tokens, pos)
+        queries = torch.zeros(batch_size, cfg.chunk_size, cfg.dim_model, device=device, dtype=memory.dtype)
+        out = self.decoder(queries, memory, self.decoder_pos_embed.weight.unsqueeze(0), pos)
+        return self.action_head(out), mu, log_sigma_x2
+
+    def _image_tokens(self, images: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """Backbone features of every camera as (B, n_cams * h * w, D) tokens and their position embedding."""
+        batch_size = images[0].shape[0]
+        same_shape = all(img.shape == images[0].shape for img in images)
+        # One backbone call for all cameras when they share a shape (faster than one call per camera).
+        maps = self.backbone(torch.cat(images)).split(batch_size) if same_shape else [self.backbone(i) for i in images]
+        tokens, pos = [], []
+        for fmap in maps:
+            _, _, h, w = fmap.shape
+            tokens.append(self.encoder_img_feat_input_proj(fmap).flatten(2).transpose(1, 2))
+            emb = sinusoidal_2d(h, w, self.cfg.dim_model).to(fmap.device)
+            pos.append(emb.flatten(1).transpose(0, 1).unsqueeze(0))
+        return torch.cat(tokens, dim=1), torch.cat(pos, dim=1)

@@ -1,0 +1,129 @@
+"""The policy's own configuration: what it reads, what it outputs, and its architecture.
+
+Saved as `config.json` beside `model.safetensors`, so a checkpoint folder alone rebuilds the policy.
+Field names follow LeRobot's ACTConfig.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from actlab.errors import ActlabError
+
+# Batch-dict keys (LeRobot's feature names).
+OBS_STATE = "observation.state"
+OBS_ENV_STATE = "observation.environment_state"
+OBS_IMAGES = "observation.images"
+ACTION = "action"
+ACTION_IS_PAD = "action_is_pad"
+
+FEATURE_TYPES = ("STATE", "ENV", "VISUAL", "ACTION")
+
+
+@dataclass(frozen=True)
+class PolicyFeature:
+    type: str  # one of FEATURE_TYPES
+    shape: tuple[int, ...]  # (dim,) for vectors, (channels, height, width) for images
+
+
+@dataclass
+class ACTPolicyConfig:
+    input_features: dict[str, PolicyFeature]
+    output_features: dict[str, PolicyFeature]
+    n_obs_steps: int = 1
+    chunk_size: int = 100
+    n_action_steps: int = 100
+    dim_model: int = 512
+    n_heads: int = 8
+    dim_feedforward: int = 3200
+    feedforward_activation: str = "relu"
+    n_encoder_layers: int = 4
+    n_decoder_layers: int = 1
+    pre_norm: bool = False
+    use_vae: bool = True
+    latent_dim: int = 32
+    n_vae_encoder_layers: int = 4
+    dropout: float = 0.1
+    kl_weight: float = 10.0
+    temporal_ensemble_coeff: float | None = None
+    encoder: dict[str, Any] = field(default_factory=lambda: {"name": "resnet18", "pretrained": None})
+
+    def __post_init__(self) -> None:
+        self.input_features = {k: _as_feature(v) for k, v in self.input_features.items()}
+        self.output_features = {k: _as_feature(v) for k, v in self.output_features.items()}
+        self.validate()
+
+    def validate(self) -> None:
+        check_architecture(self.dim_model, self.n_heads, self.chunk_size, self.n_action_steps,
+                           self.temporal_ensemble_coeff)
+        if self.image_features and self.dim_model % 4:
+            raise ActlabError(f"model.dim_model={self.dim_model} must be a multiple of 4 with cameras")
+        if ACTION not in self.output_features:
+            raise ActlabError("the policy needs an 'action' output feature")
+        if not self.image_features and OBS_ENV_STATE not in self.input_features:
+            raise ActlabError(
+                "ACT needs at least one camera or an observation.environment_state input; the data has neither"
+            )
+
+    @property
+    def robot_state_feature(self) -> PolicyFeature | None:
+        return self.input_features.get(OBS_STATE)
+
+    @property
+    def env_state_feature(self) -> PolicyFeature | None:
+        return self.input_features.get(OBS_ENV_STATE)
+
+    @property
+    def image_features(self) -> dict[str, PolicyFeature]:
+        return {k: f for k, f in self.input_features.items() if f.type == "VISUAL"}
+
+    @property
+    def action_feature(self) -> PolicyFeature:
+        return self.output_features[ACTION]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ACTPolicyConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ActlabError(f"policy config has unknown keys {sorted(unknown)}")
+        return cls(**data)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> ACTPolicyConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def check_architecture(
+    dim_model: int, n_heads: int, chunk_size: int, n_action_steps: int, temporal_ensemble_coeff: float | None
+) -> None:
+    """The rules that need no data; checked before a dataset is loaded."""
+    if dim_model % n_heads:
+        raise ActlabError(f"model.dim_model={dim_model} is not divisible by model.n_heads={n_heads}")
+    if n_action_steps > chunk_size:
+        raise ActlabError(
+            f"model.n_action_steps={n_action_steps} exceeds model.chunk_size={chunk_size}; "
+            "expected n_action_steps <= chunk_size"
+        )
+    if temporal_ensemble_coeff is not None and n_action_steps != 1:
+        raise ActlabError(
+            "model.temporal_ensemble_coeff needs model.n_action_steps=1 (the policy is queried every "
+            f"step); got n_action_steps={n_action_steps}"
+        )
+
+
+def _as_feature(value: PolicyFeature | dict[str, Any]) -> PolicyFeature:
+    if isinstance(value, PolicyFeature):
+        return PolicyFeature(value.type, tuple(value.shape))
+    if value["type"] not in FEATURE_TYPES:
+        raise ActlabError(f"feature type {value['type']!r} is not one of {FEATURE_TYPES}")
+    return PolicyFeature(value["type"], tuple(int(s) for s in value["shape"]))

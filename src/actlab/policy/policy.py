@@ -1,0 +1,157 @@
+"""ACTPolicy: normalisation + the ACT network + loss + action selection, saved as a self-contained folder.
+
+Inputs use LeRobot's batch keys: `observation.state` (B, S), `observation.environment_state` (B, E),
+`observation.images.<camera>` (B, 3, H, W) as uint8 or float in [0, 1], and for training `action`
+(B, chunk_size, A) with `action_is_pad` (B, chunk_size). Outputs are in the dataset's action units.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from actlab.errors import ActlabError
+from actlab.policy.act import ACT
+from actlab.policy.config import ACTION, ACTION_IS_PAD, ACTPolicyConfig
+from actlab.policy.normalize import Normalizer
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+class TemporalEnsembler:
+    """Online exponentially weighted average of overlapping chunks (ACT paper, Algorithm 2).
+
+    The action executed at time t averages every chunk that predicted t, with weights exp(-coeff * i),
+    i = 0 for the oldest of those chunks.
+    """
+
+    def __init__(self, coeff: float, chunk_size: int):
+        self.weights = torch.exp(-coeff * torch.arange(chunk_size, dtype=torch.float64))
+        self.reset()
+
+    def reset(self) -> None:
+        self.weighted_sum: Tensor | None = None  # (B, chunk, A): sum of w * action for each future step
+        self.weight_sum: Tensor | None = None  # (chunk,)
+        self.count: Tensor | None = None  # (chunk,) how many chunks predicted each future step
+
+    def update(self, chunk: Tensor) -> Tensor:
+        """Adds a (B, chunk_size, A) chunk predicted now and returns the (B, A) action to execute now."""
+        chunk64 = chunk.to(torch.float64)
+        weights = self.weights.to(chunk.device)
+        if self.weighted_sum is None:
+            self.weighted_sum = chunk64 * weights[0]
+            self.weight_sum = weights[:1].expand(chunk.shape[1]).clone()
+            self.count = torch.ones(chunk.shape[1], dtype=torch.long, device=chunk.device)
+        else:
+            w = weights[self.count]  # the new chunk is the count-th contributor of each step
+            self.weighted_sum = torch.cat([self.weighted_sum + chunk64[:, :-1] * w[:, None], chunk64[:, -1:] * weights[0]], 1)
+            self.weight_sum = torch.cat([self.weight_sum + w, weights[:1]])
+            self.count = torch.cat([self.count + 1, self.count.new_ones(1)])
+        action = self.weighted_sum[:, 0] / self.weight_sum[0]
+        self.weighted_sum, self.weight_sum, self.count = self.weighted_sum[:, 1:], self.weight_sum[1:], self.count[1:]
+        return action.to(chunk.dtype)
+
+
+class ACTPolicy(nn.Module):
+    def __init__(
+        self,
+        config: ACTPolicyConfig,
+        stats: dict[str, dict[str, object]] | None = None,
+        load_backbone_weights: bool = True,
+    ):
+        super().__init__()
+        self.config = config
+        self.normalizer = Normalizer({**config.input_features, **config.output_features}, stats)
+        self.model = ACT(config, load_backbone_weights=load_backbone_weights)
+        self.image_keys = list(config.image_features)
+        self.reset()
+
+    # ----------------------------------------------------------------------------------- inputs
+    def _normalized_inputs(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[Tensor]]:
+        out = {}
+        for key, feature in self.config.input_features.items():
+            if key not in batch:
+                raise ActlabError(f"the policy needs input '{key}', which the batch does not have")
+            if feature.type != "VISUAL":
+                out[key] = self.normalizer.normalize(key, batch[key].float())
+        images = [self.normalizer.normalize(key, _to_unit_float(batch[key])) for key in self.image_keys]
+        return out, images
+
+    # ----------------------------------------------------------------------------------- training
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Loss dict: `loss` (to minimise), `l1_loss`, and `kld_loss` when the VAE is on."""
+        inputs, images = self._normalized_inputs(batch)
+        target = self.normalizer.normalize(ACTION, batch[ACTION].float())
+        inputs[ACTION] = target
+        inputs[ACTION_IS_PAD] = batch[ACTION_IS_PAD]
+        actions, mu, log_sigma_x2 = self.model(inputs, images)
+
+        # Mean over the valid (not padded) steps only; LeRobot 0.4 divides by padded steps as well.
+        valid = (~batch[ACTION_IS_PAD]).unsqueeze(-1).to(actions.dtype)
+        n_valid = valid.sum() * target.shape[-1]
+        l1 = (F.l1_loss(actions.float(), target, reduction="none") * valid).sum() / n_valid.clamp(min=1)
+        losses = {"l1_loss": l1}
+        loss = l1
+        if mu is not None:
+            kld = (-0.5 * (1 + log_sigma_x2 - mu.pow(2) - log_sigma_x2.exp())).sum(-1).mean()
+            losses["kld_loss"] = kld
+            loss = l1 + self.config.kl_weight * kld
+        losses["loss"] = loss
+        return losses
+
+    # ----------------------------------------------------------------------------------- inference
+    @torch.inference_mode()
+    def predict_action_chunk(self, observation: dict[str, Tensor]) -> Tensor:
+        """(B, chunk_size, action_dim) actions in dataset units. Puts the policy in eval mode."""
+        self.eval()
+        inputs, images = self._normalized_inputs(observation)
+        actions = self.model(inputs, images)[0]
+        return self.normalizer.unnormalize(ACTION, actions.float())
+
+    @torch.inference_mode()
+    def select_action(self, observation: dict[str, Tensor]) -> Tensor:
+        """The (B, action_dim) action to execute now: from the queue of the last chunk's first
+        `n_action_steps` actions, or the temporal ensemble of every chunk when that is configured."""
+        if self._ensembler is not None:
+            return self._ensembler.update(self.predict_action_chunk(observation))
+        if not self._queue:
+            chunk = self.predict_action_chunk(observation)[:, : self.config.n_action_steps]
+            self._queue.extend(chunk.transpose(0, 1))
+        return self._queue.popleft()
+
+    def reset(self) -> None:
+        """Forget queued actions; call at the start of every episode."""
+        coeff = self.config.temporal_ensemble_coeff
+        self._ensembler = TemporalEnsembler(coeff, self.config.chunk_size) if coeff is not None else None
+        self._queue: deque[Tensor] = deque(maxlen=self.config.n_action_steps)
+
+    # ----------------------------------------------------------------------------------- files
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Writes `config.json` and `model.safetensors` (weights and normalisation statistics)."""
+        write_policy_files(Path(directory), self.config, self.state_dict())
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> ACTPolicy:
+        directory = Path(directory)
+        for name in (CONFIG_NAME, WEIGHTS_NAME):
+            if not (directory / name).is_file():
+                raise ActlabError(f"{directory} is not a policy folder: {name} is missing")
+        policy = cls(ACTPolicyConfig.load(directory / CONFIG_NAME), load_backbone_weights=False)
+        policy.load_state_dict(load_file(directory / WEIGHTS_NAME, device=str(map_location)))
+        return policy.to(map_location).eval()
+
+
+def write_policy_files(directory: Path, config: ACTPolicyConfig, state_dict: dict[str, Tensor]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    config.save(directory / CONFIG_NAME)
+    save_file({k: v.detach().contiguous().cpu() for k, v in state_dict.items()}, directory / WEIGHTS_NAME)
+
+
+def _to_unit_float(image: Tensor) -> Tensor:
+    return image.float() / 255.0 if image.dtype == torch.uint8 else image.float()

@@ -1,0 +1,1 @@
+"""Simulation: env adapters, scripted demonstrations and rollout evaluation."""

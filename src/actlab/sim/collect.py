@@ -1,0 +1,134 @@
+"""Scripted demonstrations written as a LeRobot dataset with LeRobot's own writer.
+
+The dataset is collected once into `${paths.data_dir}/<name>` (a temporary folder renamed into place
+when complete) and reused by later runs with the same env and collection settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from actlab.config.schema import DemoCollectionConfig, EnvConfig
+from actlab.errors import ActlabError
+from actlab.sim.envs import SimEnv, make_env
+from actlab.sim.lift_expert import LiftExpert
+
+log = logging.getLogger(__name__)
+
+# robosuite task -> scripted expert (a callable on the simulator's raw observation)
+EXPERTS: dict[str, Callable[[], Callable]] = {
+    "Lift": LiftExpert,
+}
+HOLD_STEPS = 10  # frames recorded after success, so the policy learns to keep holding the object
+
+
+def demonstrations_dirname(env: EnvConfig, collect: DemoCollectionConfig) -> str:
+    cams = "-".join(env.cameras) + f"_{env.image_size[0]}x{env.image_size[1]}" if env.cameras else "state"
+    settings = {"env": _plain(env), "collect": _plain(collect)}
+    for key in ("eval_freq", "eval_episodes", "final_eval_episodes", "seed", "name"):
+        settings["env"].pop(key, None)
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{env.task.lower()}_{cams}_{collect.episodes}ep_{digest}"
+
+
+def ensure_demonstrations(env_cfg: EnvConfig, collect: DemoCollectionConfig, data_dir: Path) -> Path:
+    """The dataset folder for these settings, collected first if it is not there yet."""
+    if env_cfg.type == "none" or not env_cfg.task:
+        raise ActlabError("dataset.collect needs a simulator: choose one with env=<task> (e.g. env=lift)")
+    if env_cfg.task not in EXPERTS:
+        raise ActlabError(f"no scripted expert for env.task={env_cfg.task}; experts exist for {sorted(EXPERTS)}")
+    root = Path(data_dir) / demonstrations_dirname(env_cfg, collect)
+    if (root / "meta" / "info.json").is_file():
+        log.info(f"Demonstrations: reusing {root}")
+        return root
+    env = make_env(env_cfg)
+    try:
+        collect_demonstrations(env, EXPERTS[env_cfg.task](), collect, root, env_cfg.task, env_cfg.robot)
+    finally:
+        env.close()
+    return root
+
+
+def collect_demonstrations(
+    env: SimEnv, expert: Callable, cfg: DemoCollectionConfig, root: Path, task: str, robot_type: str | None = None
+) -> None:
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    writer = LeRobotDataset.create(
+        repo_id=f"actlab/{root.name}", fps=int(env.fps), features=lerobot_features(env, cfg.video), root=tmp,
+        use_videos=cfg.video, robot_type=robot_type,
+    )
+    rng = np.random.default_rng(cfg.seed)
+    seed, saved, failed = cfg.seed, 0, 0
+    log.info(f"Collecting {cfg.episodes} scripted {task} demonstrations into {root}")
+    try:
+        with tqdm(total=cfg.episodes, desc="demonstrations") as bar:
+            while saved < cfg.episodes:
+                frames = record_episode(env, expert, cfg, seed, rng)
+                seed += 1
+                if frames is None:
+                    failed += 1
+                    if failed > max(10, cfg.episodes):
+                        raise ActlabError(f"the scripted {task} expert failed {failed} episodes; lower "
+                                          "dataset.collect.action_noise or raise dataset.collect.max_steps")
+                    continue
+                for frame in frames:
+                    writer.add_frame({**frame, "task": task})
+                writer.save_episode()
+                saved += 1
+                bar.update()
+        writer.finalize()
+        tmp.rename(root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info(f"Demonstrations: {saved} episodes saved ({failed} failed attempts discarded)")
+
+
+def record_episode(env: SimEnv, expert, cfg: DemoCollectionConfig, seed: int, rng: np.random.Generator):
+    """Frames of one successful episode (recorded actions are the expert's; executed ones may be noisy)."""
+    obs = env.reset(seed)
+    expert.reset()
+    frames, hold = [], None
+    for _ in range(cfg.max_steps):
+        action = np.asarray(expert(env.raw), dtype=np.float32)
+        frames.append({**obs, "action": action})
+        executed = action + rng.normal(0.0, cfg.action_noise, action.shape) if cfg.action_noise else action
+        obs, _, success = env.step(np.clip(executed, -1.0, 1.0))
+        if success and hold is None:
+            hold = HOLD_STEPS
+        if hold is not None:
+            hold -= 1
+            if hold <= 0:
+                return frames
+    return None
+
+
+def lerobot_features(env: SimEnv, video: bool) -> dict[str, dict]:
+    """LeRobot feature specs for what the env observes; cameras as mp4 videos or png images."""
+    features = {}
+    for key, feature in env.features.items():
+        if feature.type == "VISUAL":
+            channels, height, width = feature.shape
+            features[key] = {"dtype": "video" if video else "image", "shape": (height, width, channels),
+                             "names": ["height", "width", "channels"]}
+        else:
+            features[key] = {"dtype": "float32", "shape": tuple(feature.shape), "names": None}
+    return features
+
+
+def _plain(node) -> dict:
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else asdict(node)

@@ -1,0 +1,126 @@
+"""Simulator adapters: each `env.type` maps to one builder. An adapter speaks the batch-dict language
+(`observation.state`, `observation.environment_state`, `observation.images.<camera>`) so rollouts and
+demonstration recording never see simulator-specific keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+
+from actlab.config.schema import EnvConfig
+from actlab.errors import ActlabError
+from actlab.policy.config import ACTION, OBS_ENV_STATE, OBS_IMAGES, OBS_STATE, PolicyFeature
+
+
+class SimEnv(Protocol):
+    features: dict[str, PolicyFeature]  # what observations and actions look like
+    fps: float
+    raw: dict[str, Any]  # the simulator's own last observation (for scripted experts)
+
+    def reset(self, seed: int) -> dict[str, np.ndarray]: ...
+
+    def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool]:
+        """Returns (observation, reward, success)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def import_robosuite(render: bool):
+    """robosuite, with MuJoCo's GL backend chosen first and images in OpenCV (top-down) order."""
+    if render:
+        from actlab.sim.rendering import select_gl_backend
+
+        select_gl_backend()
+    import robosuite
+    from robosuite import macros
+
+    macros.IMAGE_CONVENTION = "opencv"
+    return robosuite
+
+
+class RobosuiteEnv:
+    def __init__(self, cfg: EnvConfig):
+        if not cfg.task:
+            raise ActlabError("env.task is required for a robosuite env (e.g. Lift)")
+        self.cfg = cfg
+        self.cameras = list(cfg.cameras)
+        height, width = cfg.image_size
+        suite = import_robosuite(render=bool(self.cameras))
+        try:
+            self.env = suite.make(
+                cfg.task,
+                robots=cfg.robot,
+                has_renderer=False,
+                has_offscreen_renderer=bool(self.cameras),
+                use_camera_obs=bool(self.cameras),
+                camera_names=self.cameras or "agentview",
+                camera_heights=height,
+                camera_widths=width,
+                control_freq=cfg.control_freq,
+                horizon=cfg.max_steps,
+                ignore_done=True,
+                reward_shaping=cfg.reward_shaping,
+                hard_reset=False,
+            )
+        except Exception as e:
+            raise ActlabError(f"robosuite could not make env.task={cfg.task} env.robot={cfg.robot}: {e}") from e
+        self.fps = float(cfg.control_freq)
+        self.raw = self.env.reset()
+        self.features = self._features(self.raw)
+
+    def _features(self, raw: dict[str, Any]) -> dict[str, PolicyFeature]:
+        features = {}
+        for key, names in ((OBS_STATE, self.cfg.state_keys), (OBS_ENV_STATE, self.cfg.env_state_keys)):
+            missing = [n for n in names if n not in raw]
+            if missing:
+                raise ActlabError(f"env.{'state_keys' if key == OBS_STATE else 'env_state_keys'}: {missing} "
+                                  f"are not robosuite observations of {self.cfg.task} (it has {sorted(raw)})")
+            if names:
+                features[key] = PolicyFeature("STATE" if key == OBS_STATE else "ENV",
+                                              (sum(np.size(raw[n]) for n in names),))
+        height, width = self.cfg.image_size
+        for cam in self.cameras:
+            features[f"{OBS_IMAGES}.{cam}"] = PolicyFeature("VISUAL", (3, height, width))
+        features[ACTION] = PolicyFeature("ACTION", (int(self.env.action_dim),))
+        return features
+
+    def observation(self, raw: dict[str, Any]) -> dict[str, np.ndarray]:
+        obs = {}
+        if self.cfg.state_keys:
+            obs[OBS_STATE] = np.concatenate([np.ravel(raw[k]) for k in self.cfg.state_keys]).astype(np.float32)
+        if self.cfg.env_state_keys:
+            obs[OBS_ENV_STATE] = np.concatenate([np.ravel(raw[k]) for k in self.cfg.env_state_keys]).astype(np.float32)
+        for cam in self.cameras:
+            obs[f"{OBS_IMAGES}.{cam}"] = raw[f"{cam}_image"]
+        return obs
+
+    def reset(self, seed: int) -> dict[str, np.ndarray]:
+        # robosuite's placement samplers draw from numpy's global generator.
+        np.random.seed(seed)
+        self.raw = self.env.reset()
+        return self.observation(self.raw)
+
+    def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool]:
+        self.raw, reward, _, _ = self.env.step(np.asarray(action, dtype=np.float64))
+        return self.observation(self.raw), float(reward), bool(self.env._check_success())
+
+    def close(self) -> None:
+        self.env.close()
+
+
+ENVS: dict[str, Callable[[EnvConfig], SimEnv]] = {
+    "robosuite": RobosuiteEnv,
+}
+
+
+def make_env(cfg: EnvConfig) -> SimEnv | None:
+    """The simulator for `cfg`, or None for env=none."""
+    if cfg.type == "none":
+        return None
+    if cfg.type not in ENVS:
+        raise ActlabError(f"env.type={cfg.type!r} is not one of {['none', *sorted(ENVS)]}")
+    return ENVS[cfg.type](cfg)

@@ -1,0 +1,1 @@
+"""Training: a thin LightningModule, callbacks, folder checkpoints, and the `train(cfg)` pipeline."""

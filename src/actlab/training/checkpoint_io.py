@@ -1,0 +1,71 @@
+"""Checkpoints as folders, through Lightning's CheckpointIO plugin:
+
+    config.json          the policy's config (ACTPolicy.from_pretrained reads this folder alone)
+    model.safetensors    policy weights and normalisation statistics
+    hyperparameters.json the resolved run config
+    training_state.pt    optimiser, scheduler, loop counters, callback and RNG state (weights_only-safe)
+
+A folder is written under a temporary name and renamed into place, so an interrupted save never leaves
+a half-written checkpoint; replacing one (`last`, `best`) moves the old one aside first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins import CheckpointIO
+from safetensors.torch import load_file
+
+from actlab.errors import ActlabError
+from actlab.policy.config import ACTPolicyConfig
+from actlab.policy.policy import WEIGHTS_NAME, write_policy_files
+
+TRAINING_STATE = "training_state.pt"
+HYPERPARAMETERS = "hyperparameters.json"
+MODULE_PREFIX = "policy."  # the LightningModule's attribute holding the policy
+
+
+class FolderCheckpointIO(CheckpointIO):
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        path = Path(path)
+        state = dict(checkpoint)
+        policy_config = ACTPolicyConfig.from_dict(state.pop("policy_config"))
+        run_config = state.pop("run_config", {})
+        weights = {k.removeprefix(MODULE_PREFIX): v for k, v in state.pop("state_dict").items()}
+
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        write_policy_files(tmp, policy_config, weights)
+        (tmp / HYPERPARAMETERS).write_text(json.dumps(run_config, indent=2, default=str))
+        torch.save(state, tmp / TRAINING_STATE)
+        replace_dir(tmp, path)
+
+    def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        path = Path(path)
+        if not (path / TRAINING_STATE).is_file():
+            raise ActlabError(f"{path} is not a training checkpoint: {TRAINING_STATE} is missing")
+        state = torch.load(path / TRAINING_STATE, map_location=map_location, weights_only=True)
+        weights = load_file(path / WEIGHTS_NAME)
+        state["state_dict"] = {MODULE_PREFIX + k: v for k, v in weights.items()}
+        return state
+
+    def remove_checkpoint(self, path: str | Path) -> None:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Renames `new` to `target`; an existing `target` is moved aside first and deleted after."""
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        target.rename(old)
+    new.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_run_config(checkpoint: Path) -> dict[str, Any]:
+    return json.loads((Path(checkpoint) / HYPERPARAMETERS).read_text())

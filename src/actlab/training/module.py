@@ -1,0 +1,84 @@
+"""The LightningModule: optimiser groups, learning-rate schedule, logging. No model logic lives here."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+from actlab.config.schema import OptimizerConfig, SchedulerConfig
+from actlab.policy import ACTPolicy
+
+BACKBONE_PREFIX = "model.backbone."
+
+
+def param_groups(policy: ACTPolicy, lr: float, lr_backbone: float) -> list[dict[str, Any]]:
+    """Trainable parameters in two groups: the image backbone (its own lr) and everything else."""
+    trainable = [(n, p) for n, p in policy.named_parameters() if p.requires_grad]
+    backbone = [p for n, p in trainable if n.startswith(BACKBONE_PREFIX)]
+    rest = [p for n, p in trainable if not n.startswith(BACKBONE_PREFIX)]
+    groups = [{"params": rest, "lr": lr, "name": "policy"}]
+    if backbone:
+        groups.append({"params": backbone, "lr": lr_backbone, "name": "backbone"})
+    return groups
+
+
+def lr_factor(step: int, cfg: SchedulerConfig, max_steps: int) -> float:
+    """Linear warm-up over `warmup_steps`, then constant or cosine decay to `min_lr_ratio`."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.name == "constant":
+        return 1.0
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, max_steps - cfg.warmup_steps))
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class ACTLightningModule(L.LightningModule):
+    def __init__(
+        self,
+        policy: ACTPolicy,
+        optimizer: OptimizerConfig,
+        scheduler: SchedulerConfig,
+        max_steps: int,
+        run_config: dict[str, Any] | None = None,
+    ):
+        super().__init__()
+        self.policy = policy
+        self.optimizer_cfg = optimizer
+        self.scheduler_cfg = scheduler
+        self.max_steps = max_steps
+        self.run_config = run_config or {}
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        losses = self.policy(batch)
+        batch_size = len(batch["action"])
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=batch_size)
+        self.log("lr", self.lr_schedulers().get_last_lr()[0], batch_size=batch_size)
+        return losses["loss"]
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        # In eval mode the latent is zero, as at inference: this is the action prediction error.
+        losses = self.policy(batch)
+        self.log("val/loss", losses["l1_loss"], batch_size=len(batch["action"]), sync_dist=True)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # The norm before clipping, on the steps whose metrics reach the loggers.
+        if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+            grads = [p.grad.detach() for p in self.policy.parameters() if p.grad is not None]
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+            self.log("train/grad_norm", norm)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        cfg = self.optimizer_cfg
+        optimizer = torch.optim.AdamW(
+            param_groups(self.policy, cfg.lr, cfg.lr_backbone), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
+        scheduler = LambdaLR(optimizer, lambda step: lr_factor(step, self.scheduler_cfg, self.max_steps))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["policy_config"] = self.policy.config.to_dict()
+        checkpoint["run_config"] = self.run_config

@@ -1,0 +1,119 @@
+"""Shared fixtures: tiny LeRobot datasets written with LeRobot's own writer, and the real Hydra configs
+composed with small overrides."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from actlab.cli import CONFIG_DIR
+from actlab.config.schema import register_configs
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Small settings that keep a training step fast on 2 CPU cores.
+FAST = [
+    "trainer.log_every_n_steps=1",
+    "trainer.val_check_interval=2",
+    "trainer.limit_val_batches=2",
+    "trainer.enable_progress_bar=false",
+    "logger=csv",
+]
+
+
+def compose_train(overrides: list[str], tmp_path: Path) -> DictConfig:
+    """conf/train.yaml composed as Hydra would, with outputs and data under `tmp_path`."""
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                f"paths.output_dir={tmp_path / 'run'}",
+                f"paths.data_dir={tmp_path / 'data'}",
+                *overrides,
+            ],
+            return_hydra_config=True,
+        )
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def write_lerobot_dataset(
+    root: Path,
+    episodes: int = 3,
+    frames: int = 12,
+    cameras: tuple[str, ...] = (),
+    video: bool = True,
+    image_hw: tuple[int, int] = (32, 32),
+    state_dim: int = 6,
+    env_state_dim: int | None = 4,
+    action_dim: int = 5,
+    seed: int = 0,
+    lengths: list[int] | None = None,
+) -> Path:
+    """A LeRobot v3.0 dataset of random frames, written with LeRobot's own writer."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    rng = np.random.default_rng(seed)
+    features = {
+        "observation.state": {"dtype": "float32", "shape": (state_dim,), "names": None},
+        "action": {"dtype": "float32", "shape": (action_dim,), "names": None},
+    }
+    if env_state_dim:
+        features["observation.environment_state"] = {"dtype": "float32", "shape": (env_state_dim,), "names": None}
+    for cam in cameras:
+        features[f"observation.images.{cam}"] = {
+            "dtype": "video" if video else "image", "shape": (*image_hw, 3), "names": ["height", "width", "channels"]
+        }
+    ds = LeRobotDataset.create(repo_id=f"test/{root.name}", fps=10, features=features, root=root, use_videos=video)
+    for ep in range(episodes):
+        for i in range(lengths[ep] if lengths else frames):
+            frame = {
+                "observation.state": rng.normal(size=state_dim).astype(np.float32),
+                "action": rng.normal(size=action_dim).astype(np.float32),
+                "task": "test",
+            }
+            if env_state_dim:
+                frame["observation.environment_state"] = rng.normal(size=env_state_dim).astype(np.float32)
+            for cam in cameras:
+                frame[f"observation.images.{cam}"] = rng.integers(0, 256, (*image_hw, 3), dtype=np.uint8)
+            ds.add_frame(frame)
+        ds.save_episode()
+    ds.finalize()
+    return root
+
+
+@pytest.fixture(scope="session")
+def state_dataset(tmp_path_factory) -> Path:
+    return write_lerobot_dataset(tmp_path_factory.mktemp("data") / "state", episodes=4, frames=15)
+
+
+@pytest.fixture(scope="session")
+def video_dataset(tmp_path_factory) -> Path:
+    return write_lerobot_dataset(tmp_path_factory.mktemp("data") / "video", cameras=("front", "wrist"), video=True)
+
+
+@pytest.fixture(scope="session")
+def png_dataset(tmp_path_factory) -> Path:
+    return write_lerobot_dataset(tmp_path_factory.mktemp("data") / "png", cameras=("front",), video=False)
+
+
+def run_cli(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`python train.py ARGS` in `cwd`, as a user runs it."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "ACTLAB_DATA_DIR": str(cwd / "data")}
+    return subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=timeout,
+    )

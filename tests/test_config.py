@@ -1,0 +1,86 @@
+"""Every option of every config group composes; typos and wrong types fail at compose time."""
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+
+from actlab.cli import CONFIG_DIR
+from tests.conftest import compose_train
+
+GROUPS = {p.name: sorted(f.stem for f in p.glob("*.yaml")) for p in Path(CONFIG_DIR).iterdir() if p.is_dir()}
+
+
+def test_groups_have_the_documented_options():
+    for group, options in {
+        "model": ["baseline", "custom", "large", "tiny"],
+        "dataset": ["g1", "lerobot", "lift"],
+        "encoder": ["resnet18"],
+        "env": ["lift", "none"],
+        "hardware": ["auto", "cpu", "gpu"],
+        "logger": ["csv", "none", "tensorboard", "wandb"],
+        "experiment": ["quickstart"],
+    }.items():
+        assert set(options) <= set(GROUPS[group]), group
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])
+def test_every_option_composes_and_resolves(group, option, tmp_path):
+    cfg = compose_train([f"{group}={option}"], tmp_path)
+    OmegaConf.to_container(cfg, resolve=True)
+    if group not in ("experiment", "hardware", "logger"):
+        assert cfg[group].name == option
+
+
+@pytest.mark.parametrize(
+    "model,steps,batch,lr,lr_backbone,warmup,dim,heads,enc,latent,chunk",
+    [
+        ("baseline", 100_000, 8, 1e-5, 1e-5, 1000, 512, 8, 4, 32, 100),
+        ("large", 200_000, 8, 5e-6, 1e-6, 2000, 1024, 16, 6, 64, 100),
+        ("custom", 150_000, 16, 3e-5, 3e-5, 1000, 768, 8, 5, 32, 50),
+    ],
+)
+def test_model_presets_reproduce_the_g1_guide(tmp_path, model, steps, batch, lr, lr_backbone, warmup, dim, heads,
+                                              enc, latent, chunk):
+    cfg = compose_train([f"model={model}"], tmp_path)
+    m = cfg.model
+    assert (cfg.trainer.max_steps, cfg.dataset.batch_size) == (steps, batch)
+    assert (m.optimizer.lr, m.optimizer.lr_backbone, m.scheduler.warmup_steps) == (lr, lr_backbone, warmup)
+    assert (m.dim_model, m.n_heads, m.n_encoder_layers, m.n_decoder_layers, m.latent_dim) == (dim, heads, enc, 1, latent)
+    assert (m.chunk_size, m.n_action_steps, m.use_vae, m.kl_weight) == (chunk, chunk, True, 10.0)
+    assert (m.optimizer.weight_decay, m.dim_feedforward, cfg.trainer.gradient_clip_val) == (1e-4, 3200, 10.0)
+
+
+def test_command_line_overrides_beat_presets(tmp_path):
+    cfg = compose_train(["model=large", "dataset=g1", "trainer.max_steps=5", "dataset.batch_size=2"], tmp_path)
+    assert (cfg.trainer.max_steps, cfg.dataset.batch_size, cfg.model.dim_model) == (5, 2, 1024)
+
+
+def test_quickstart_overlay(tmp_path):
+    cfg = compose_train(["experiment=quickstart"], tmp_path)
+    assert (cfg.model.name, cfg.dataset.name, cfg.env.name, cfg.trainer.accelerator) == ("tiny", "lift", "lift", "cpu")
+    assert cfg.env.final_eval_episodes == 50
+
+
+@pytest.mark.parametrize("key", ["model.dim_modle", "trainer.max_step", "dataset.rooot", "env.evalfreq"])
+def test_typo_on_the_command_line_fails_at_compose_time(tmp_path, key):
+    with pytest.raises(ConfigCompositionException, match="Could not override"):
+        compose_train([f"{key}=1"], tmp_path)
+
+
+def test_typo_in_a_user_config_file_fails_against_the_schema(tmp_path):
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "model" / "mine.yaml").write_text("# @package _global_\nmodel:\n  name: mine\n  dim_modle: 3\n")
+    with pytest.raises(ConfigCompositionException, match="Key 'dim_modle' not in 'ModelConfig'"):
+        compose_train([f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "model=mine"], tmp_path)
+
+
+def test_wrong_type_fails_at_compose_time(tmp_path):
+    with pytest.raises(ConfigCompositionException):
+        compose_train(["model.dim_model=wide"], tmp_path)
+
+
+def test_unknown_option_fails(tmp_path):
+    with pytest.raises(ConfigCompositionException):
+        compose_train(["model=huge"], tmp_path)

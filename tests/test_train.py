@@ -1,0 +1,167 @@
+"""Training runs through `train(cfg)` on the real configs: every model preset, image and state-only data,
+checkpoints, resume, loggers, and the bad inputs that must stop a run before it writes a checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from actlab.errors import ActlabError
+from actlab.policy import ACTPolicy
+from actlab.training.train import train
+from tests.conftest import FAST, compose_train, run_cli
+
+CHECKPOINT_FILES = ["config.json", "hyperparameters.json", "model.safetensors", "training_state.pt"]
+
+
+def run(tmp_path: Path, root: Path, *overrides: str, steps: int = 2) -> Path:
+    cfg = compose_train(
+        [f"dataset.root={root}", "encoder.pretrained=null", "dataset.batch_size=2", f"trainer.max_steps={steps}",
+         "checkpoint.save_freq=2", *FAST, *overrides],
+        tmp_path,
+    )
+    train(cfg)
+    return Path(cfg.paths.output_dir)
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "csv" / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("model", ["tiny", "baseline", "large", "custom"])
+def test_two_steps_per_model_preset_on_a_video_dataset(tmp_path, video_dataset, model):
+    run_dir = run(tmp_path, video_dataset, f"model={model}")
+    ckpts = run_dir / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["best", "final", "last", "step_2"]
+    for name in ("best", "final", "last", "step_2"):
+        assert sorted(p.name for p in (ckpts / name).iterdir()) == CHECKPOINT_FILES
+    hparams = json.loads((ckpts / "final" / "hyperparameters.json").read_text())
+    assert hparams["model"]["name"] == model and hparams["dataset"]["root"] == str(video_dataset)
+    rows = read_metrics(run_dir)
+    logged = {k for row in rows for k, v in row.items() if v}
+    assert {"train/loss", "train/l1_loss", "train/kld_loss", "train/grad_norm", "lr", "train/update_s",
+            "train/dataloading_s", "train/samples", "train/epochs", "train/episodes", "val/loss"} <= logged
+    assert (run_dir / "checkpoints" / "best").is_dir()
+
+
+@pytest.mark.parametrize("fixture", ["state_dataset", "png_dataset"])
+def test_two_steps_on_state_only_and_png_datasets(tmp_path, request, fixture):
+    run_dir = run(tmp_path, request.getfixturevalue(fixture), "model=tiny")
+    policy = ACTPolicy.from_pretrained(run_dir / "checkpoints" / "final")
+    assert policy.config.image_features == {} if fixture == "state_dataset" else len(policy.config.image_features) == 1
+
+
+def test_checkpoint_alone_rebuilds_the_policy_with_identical_actions(tmp_path, video_dataset):
+    run_dir = run(tmp_path, video_dataset, "model=tiny")
+    final = run_dir / "checkpoints" / "final"
+    policy = ACTPolicy.from_pretrained(final)
+    weights = load_file(final / "model.safetensors")
+    assert all(torch.equal(weights[k], v) for k, v in policy.state_dict().items())
+    g = torch.Generator().manual_seed(0)
+    obs = {k: torch.rand(2, *f.shape, generator=g) for k, f in policy.config.input_features.items()}
+    again = ACTPolicy.from_pretrained(run_dir / "checkpoints" / "last")
+    assert torch.equal(policy.predict_action_chunk(obs), again.predict_action_chunk(obs))
+    state = torch.load(final / "training_state.pt", weights_only=True)
+    assert state["global_step"] == 2 and state["optimizer_states"] and state["lr_schedulers"]
+
+
+def test_resume_continues_the_step_count_and_matches_an_uninterrupted_run(tmp_path, state_dataset):
+    # 60 frames, batch 30, no validation split: checkpoints at step 2 fall on an epoch boundary.
+    common = ["model=tiny", "dataset.val_split=0", "dataset.batch_size=30", "checkpoint.save_freq=2"]
+    straight = run(tmp_path / "a", state_dataset, *common, steps=4)
+    interrupted = run(tmp_path / "b", state_dataset, *common, steps=2)
+    resumed = run(tmp_path / "b", state_dataset, *common, f"resume={interrupted}", steps=4)
+    assert resumed == interrupted  # continues in the same run directory
+    state = torch.load(resumed / "checkpoints" / "last" / "training_state.pt", weights_only=True)
+    assert state["global_step"] == 4
+    # no validation split and no simulator: there is no "best" to keep
+    assert sorted(p.name for p in (resumed / "checkpoints").iterdir()) == ["final", "last", "step_2", "step_4"]
+    a = load_file(straight / "checkpoints" / "final" / "model.safetensors")
+    b = load_file(resumed / "checkpoints" / "final" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # optimiser, schedule and RNG were restored
+    # The resumed run appended to the interrupted run's metrics (Lightning's logging step skips one on
+    # resume from a checkpoint saved at a train-batch end: 0, 1, 3, 4).
+    steps = [int(r["step"]) for r in read_metrics(resumed) if r.get("train/loss")]
+    assert len(steps) == 4 and steps[:2] == [0, 1] and steps == sorted(steps)
+
+
+def test_resume_without_a_checkpoint_fails(tmp_path, state_dataset):
+    with pytest.raises(ActlabError, match="resume=.*: no checkpoint at"):
+        run(tmp_path, state_dataset, f"resume={tmp_path / 'nothing'}")
+
+
+def test_resume_with_another_architecture_fails(tmp_path, state_dataset):
+    first = run(tmp_path, state_dataset, "model=tiny")
+    with pytest.raises(ActlabError, match="model.dim_model is 64 but the checkpoint has 128"):
+        run(tmp_path, state_dataset, "model=tiny", "model.dim_model=64", f"resume={first}")
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["dataset.root=/does/not/exist"], "dataset.root=/does/not/exist does not exist"),
+        (["dataset.cameras=[top]"], "dataset.cameras: 'top' is not in"),
+        (["model.dim_model=100", "model.n_heads=8"], "model.dim_model=100 is not divisible by model.n_heads=8"),
+        (["model.n_action_steps=30"], "model.n_action_steps=30 exceeds model.chunk_size=20"),
+        (["dataset=g1", "dataset.root=null"], "dataset=g1: no dataset.root given and the hub dataset"),
+    ],
+)
+def test_bad_input_stops_before_training(tmp_path, video_dataset, overrides, message):
+    with pytest.raises(ActlabError, match=message):
+        run(tmp_path, video_dataset, "model=tiny", *overrides)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_dataset_without_action_stops_before_training(tmp_path):
+    from tests.conftest import write_lerobot_dataset
+
+    root = write_lerobot_dataset(tmp_path / "ds", episodes=1, frames=4)
+    info = root / "meta" / "info.json"
+    info.write_text(info.read_text().replace('"action"', '"act"'))
+    with pytest.raises(ActlabError, match="no 'action' feature"):
+        run(tmp_path, root, "model=tiny")
+
+
+@pytest.mark.slow
+def test_cli_prints_one_line_and_exits_2_on_bad_input(tmp_path):
+    result = run_cli(["model=tiny", "dataset.root=/does/not/exist"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: dataset.root=/does/not/exist does not exist; expected a LeRobot dataset folder"
+    )
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not list(tmp_path.glob("outputs/*/*/checkpoints"))
+
+
+@pytest.mark.slow
+def test_wandb_offline_writes_a_run_folder_with_the_metrics(tmp_path, state_dataset):
+    run_dir = run(tmp_path, state_dataset, "model=tiny", "logger=wandb")
+    runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    summary = json.loads((runs[0] / "files" / "wandb-summary.json").read_text())
+    assert "train/loss" in summary and summary["trainer/global_step"] >= 1
+
+
+def test_tensorboard_logger_writes_events(tmp_path, state_dataset):
+    run_dir = run(tmp_path, state_dataset, "model=tiny", "logger=tensorboard")
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.slow
+def test_multirun_runs_two_jobs_under_multirun(tmp_path, video_dataset):
+    result = run_cli(
+        ["-m", "model=baseline,large", f"dataset.root={video_dataset}", "encoder.pretrained=null",
+         "dataset.batch_size=2", "trainer.max_steps=1", "checkpoint.save_freq=0", *FAST],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(tmp_path.glob("multirun/*/*_train/[01]"))
+    assert [j.name for j in jobs] == ["0", "1"]
+    models = [json.loads((j / "checkpoints" / "final" / "hyperparameters.json").read_text())["model"]["name"] for j in jobs]
+    assert models == ["baseline", "large"]
