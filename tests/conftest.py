@@ -10,13 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from actlab.cli import CONFIG_DIR
-from actlab.config.schema import register_configs
+from actlab.config.compose import compose_train as compose
+
+os.environ.setdefault("SVT_LOG", "1")  # quiet AV1 encoder banners
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,22 +30,7 @@ FAST = [
 
 def compose_train(overrides: list[str], tmp_path: Path) -> DictConfig:
     """conf/train.yaml composed as Hydra would, with outputs and data under `tmp_path`."""
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                f"paths.output_dir={tmp_path / 'run'}",
-                f"paths.data_dir={tmp_path / 'data'}",
-                *overrides,
-            ],
-            return_hydra_config=True,
-        )
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+    return compose(overrides, output_dir=tmp_path / "run", data_dir=tmp_path / "data")
 
 
 def write_lerobot_dataset(

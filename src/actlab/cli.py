@@ -9,19 +9,15 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from actlab.config.compose import CONFIG_DIR
 from actlab.config.schema import register_configs
 from actlab.errors import ActlabError
 
 log = logging.getLogger("actlab")
-
-# The repository's conf/ (the package is installed in editable mode from the repository).
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
-
 
 register_configs()
 
@@ -29,7 +25,7 @@ register_configs()
 def quiet_library_logging() -> None:
     """Lightning installs its own console handler at import; let its records reach Hydra's handlers
     (console and train.log) once instead, and drop warnings that say nothing about the user's run."""
-    for name in ("lightning.pytorch", "lightning.fabric"):
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True

@@ -70,12 +70,14 @@ def compute_stats(store: EpisodeStore, keys: list[str], max_image_frames: int = 
         if store.features[key].type == "VISUAL":
             idx = np.linspace(0, len(array) - 1, min(len(array), max_image_frames)).astype(np.int64)
             values = array[idx].reshape(-1, array.shape[-1]).astype(np.float64) / 255.0
-            reduce = lambda f: f(values, axis=0).reshape(-1, 1, 1)  # noqa: E731
+            shape = (-1, 1, 1)
         else:
             values = np.asarray(array, dtype=np.float64)
-            reduce = lambda f: f(values, axis=0)  # noqa: E731
-        stats[key] = {name: reduce(f).astype(np.float32) for name, f in
-                      (("mean", np.mean), ("std", np.std), ("min", np.min), ("max", np.max))}
+            shape = (-1,)
+        stats[key] = {
+            name: fn(values, axis=0).reshape(shape).astype(np.float32)
+            for name, fn in (("mean", np.mean), ("std", np.std), ("min", np.min), ("max", np.max))
+        }
     return stats
 
 

@@ -63,7 +63,11 @@ def ensure_demonstrations(env_cfg: EnvConfig, collect: DemoCollectionConfig, dat
 def collect_demonstrations(
     env: SimEnv, expert: Callable, cfg: DemoCollectionConfig, root: Path, task: str, robot_type: str | None = None
 ) -> None:
+    import datasets
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    datasets.disable_progress_bars()  # one bar for the episodes, not one per saved episode
+    os.environ.setdefault("SVT_LOG", "1")  # the AV1 encoder's banner on every video, errors only
 
     tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -5,6 +5,7 @@ demonstration recording never see simulator-specific keys.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -30,14 +31,24 @@ class SimEnv(Protocol):
 
 
 def import_robosuite(render: bool):
-    """robosuite, with MuJoCo's GL backend chosen first and images in OpenCV (top-down) order."""
+    """robosuite, with MuJoCo's GL backend chosen first and images in OpenCV (top-down) order.
+
+    robosuite logs through its own console handler as well as the root logger, and warns at import
+    about optional extras (macro file, robosuite_models, mink); keep its warnings, once, and drop that.
+    """
     if render:
         from actlab.sim.rendering import select_gl_backend
 
         select_gl_backend()
-    import robosuite
-    from robosuite import macros
-
+    logging.disable(logging.WARNING)
+    try:
+        import robosuite
+        from robosuite import macros
+    finally:
+        logging.disable(logging.NOTSET)
+    robosuite_logger = logging.getLogger("robosuite_logs")
+    robosuite_logger.handlers.clear()
+    robosuite_logger.setLevel(logging.WARNING)
     macros.IMAGE_CONVENTION = "opencv"
     return robosuite
 

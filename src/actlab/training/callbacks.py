@@ -104,8 +104,9 @@ class StepProgressBar(ProgressBar):
 
     def on_train_start(self, trainer, pl_module) -> None:
         if self._enabled and trainer.is_global_zero:
+            # disable=None: only on a terminal; logs get the console lines instead.
             self.bar = tqdm(total=trainer.max_steps, initial=trainer.global_step, desc="training",
-                            unit="step", dynamic_ncols=True)
+                            unit="step", dynamic_ncols=True, disable=None)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.bar is not None:

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from actlab.config.schema import DatasetConfig
@@ -179,5 +179,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
             {**final, "episodes": cfg.env.final_eval_episodes, "seed": cfg.env.seed, "step": trainer.global_step}, indent=2))
     if env is not None:
         env.close()
+    close_loggers(trainer)
     log.info(f"Checkpoints: {output_dir / 'checkpoints'}")
     return metrics
+
+
+def close_loggers(trainer: L.Trainer) -> None:
+    """Ends the wandb run (Lightning leaves it open): its summary is written now, and the next job of a
+    multirun, in the same process, starts a run of its own."""
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            logger.experiment.finish()

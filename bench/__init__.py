@@ -1,0 +1,1 @@
+"""Benchmarks that print actlab's figures beside its peers', measured in the same run (`make bench`)."""

@@ -1,0 +1,1 @@
+"""Config schema and resolvers."""
