@@ -27,11 +27,22 @@ def actlab_update_s(root: Path, precision: str) -> float:
 
     out = Path(tempfile.mkdtemp(prefix="actlab-bench-run-"))
     cfg = compose_train(
-        ["model=baseline", f"dataset.root={root}", "encoder.pretrained=null", f"trainer.max_steps={STEPS}",
-         "trainer.log_every_n_steps=1", "trainer.val_check_interval=100000", "dataset.val_split=0",
-         "checkpoint.save_freq=0", "trainer.enable_progress_bar=false", "logger=csv", "hardware=cpu",
-         f"trainer.precision={precision}"],
-        output_dir=out, data_dir=DATA_DIR,
+        [
+            "model=baseline",
+            f"dataset.root={root}",
+            "encoder.pretrained=null",
+            f"trainer.max_steps={STEPS}",
+            "trainer.log_every_n_steps=1",
+            "trainer.val_check_interval=100000",
+            "dataset.val_split=0",
+            "checkpoint.save_freq=0",
+            "trainer.enable_progress_bar=false",
+            "logger=csv",
+            "hardware=cpu",
+            f"trainer.precision={precision}",
+        ],
+        output_dir=out,
+        data_dir=DATA_DIR,
     )
     train(cfg)
     with open(out / "csv" / "metrics.csv") as f:
@@ -52,14 +63,21 @@ def lerobot_update_s(root: Path) -> float:
     cfg = ACTConfig(
         input_features={k: f for k, f in features.items() if f.type is not FeatureType.ACTION},
         output_features={k: f for k, f in features.items() if f.type is FeatureType.ACTION},
-        pretrained_backbone_weights=None, device="cpu",
+        pretrained_backbone_weights=None,
+        device="cpu",
     )
     policy = ACTPolicy(cfg).train()
     pre, _ = make_act_pre_post_processors(cfg, meta.stats)
-    dataset = LeRobotDataset(f"bench/{root.name}", root=root, video_backend="pyav",
-                             delta_timestamps={"action": [i / meta.fps for i in cfg.action_delta_indices]})
+    dataset = LeRobotDataset(
+        f"bench/{root.name}",
+        root=root,
+        video_backend="pyav",
+        delta_timestamps={"action": [i / meta.fps for i in cfg.action_delta_indices]},
+    )
     batch = pre(next(iter(torch.utils.data.DataLoader(dataset, batch_size=8, shuffle=True))))
-    optimizer = torch.optim.AdamW(policy.get_optim_params(), lr=cfg.optimizer_lr, weight_decay=cfg.optimizer_weight_decay)
+    optimizer = torch.optim.AdamW(
+        policy.get_optim_params(), lr=cfg.optimizer_lr, weight_decay=cfg.optimizer_weight_decay
+    )
 
     def update() -> None:
         loss, _ = policy.forward(batch)
@@ -78,8 +96,11 @@ def main() -> None:
     for precision in ("32-true", "bf16-mixed"):
         ours = actlab_update_s(root, precision)
         rows.append([f"actlab train.py (trainer.precision={precision})", f"{ours:.3f}", f"{lerobot / ours:.2f}"])
-    table(f"Training step, model=baseline, 2 cameras 96x96, batch 8, chunk 100, {torch.get_num_threads()} threads",
-          ["", "s/step (median)", "speed-up vs lerobot"], rows)
+    table(
+        f"Training step, model=baseline, 2 cameras 96x96, batch 8, chunk 100, {torch.get_num_threads()} threads",
+        ["", "s/step (median)", "speed-up vs lerobot"],
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ def write_lerobot_dataset(
     action_dim: int = 5,
     seed: int = 0,
     lengths: list[int] | None = None,
+    fps: int = 10,
 ) -> Path:
     """A LeRobot v3.0 dataset of random frames, written with LeRobot's own writer."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -58,11 +59,13 @@ def write_lerobot_dataset(
         features["observation.environment_state"] = {"dtype": "float32", "shape": (env_state_dim,), "names": None}
     for cam in cameras:
         features[f"observation.images.{cam}"] = {
-            "dtype": "video" if video else "image", "shape": (*image_hw, 3), "names": ["height", "width", "channels"]
+            "dtype": "video" if video else "image",
+            "shape": (*image_hw, 3),
+            "names": ["height", "width", "channels"],
         }
-    ds = LeRobotDataset.create(repo_id=f"test/{root.name}", fps=10, features=features, root=root, use_videos=video)
+    ds = LeRobotDataset.create(repo_id=f"test/{root.name}", fps=fps, features=features, root=root, use_videos=video)
     for ep in range(episodes):
-        for i in range(lengths[ep] if lengths else frames):
+        for _ in range(lengths[ep] if lengths else frames):
             frame = {
                 "observation.state": rng.normal(size=state_dim).astype(np.float32),
                 "action": rng.normal(size=action_dim).astype(np.float32),
@@ -97,6 +100,10 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.Comple
     """`python train.py ARGS` in `cwd`, as a user runs it."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "ACTLAB_DATA_DIR": str(cwd / "data")}
     return subprocess.run(
-        [sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env, capture_output=True, text=True,
+        [sys.executable, str(REPO / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=timeout,
     )

@@ -41,13 +41,20 @@ def test_every_option_composes_and_resolves(group, option, tmp_path):
         ("custom", 150_000, 16, 3e-5, 3e-5, 1000, 768, 8, 5, 32, 50),
     ],
 )
-def test_model_presets_reproduce_the_g1_guide(tmp_path, model, steps, batch, lr, lr_backbone, warmup, dim, heads,
-                                              enc, latent, chunk):
+def test_model_presets_reproduce_the_g1_guide(
+    tmp_path, model, steps, batch, lr, lr_backbone, warmup, dim, heads, enc, latent, chunk
+):
     cfg = compose_train([f"model={model}"], tmp_path)
     m = cfg.model
     assert (cfg.trainer.max_steps, cfg.dataset.batch_size) == (steps, batch)
     assert (m.optimizer.lr, m.optimizer.lr_backbone, m.scheduler.warmup_steps) == (lr, lr_backbone, warmup)
-    assert (m.dim_model, m.n_heads, m.n_encoder_layers, m.n_decoder_layers, m.latent_dim) == (dim, heads, enc, 1, latent)
+    assert (m.dim_model, m.n_heads, m.n_encoder_layers, m.n_decoder_layers, m.latent_dim) == (
+        dim,
+        heads,
+        enc,
+        1,
+        latent,
+    )
     assert (m.chunk_size, m.n_action_steps, m.use_vae, m.kl_weight) == (chunk, chunk, True, 10.0)
     assert (m.optimizer.weight_decay, m.dim_feedforward, cfg.trainer.gradient_clip_val) == (1e-4, 3200, 10.0)
 
@@ -71,7 +78,9 @@ def test_typo_on_the_command_line_fails_at_compose_time(tmp_path, key):
 
 def test_typo_in_a_user_config_file_fails_against_the_schema(tmp_path):
     (tmp_path / "conf" / "model").mkdir(parents=True)
-    (tmp_path / "conf" / "model" / "mine.yaml").write_text("# @package _global_\nmodel:\n  name: mine\n  dim_modle: 3\n")
+    (tmp_path / "conf" / "model" / "mine.yaml").write_text(
+        "# @package _global_\nmodel:\n  name: mine\n  dim_modle: 3\n"
+    )
     with pytest.raises(ConfigCompositionException, match="Key 'dim_modle' not in 'ModelConfig'"):
         compose_train([f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "model=mine"], tmp_path)
 

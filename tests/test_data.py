@@ -22,7 +22,9 @@ def test_state_only_dataset(state_dataset, tmp_path):
     store = load(state_dataset, tmp_path)
     assert (store.num_episodes, store.num_frames, store.fps) == (4, 60, 10)
     assert {k: f.shape for k, f in store.features.items()} == {
-        "observation.state": (6,), "observation.environment_state": (4,), "action": (5,)
+        "observation.state": (6,),
+        "observation.environment_state": (4,),
+        "action": (5,),
     }
     assert store.arrays["action"].dtype == np.float32
     assert store.stats["action"]["mean"].shape == (5,)
@@ -84,8 +86,8 @@ def test_windows_pad_at_episode_ends_and_never_cross_them(tmp_path):
         end = store.episode_ends[ep]
         valid = min(8, end - t)
         assert batch["action_is_pad"][t].tolist() == [False] * valid + [True] * (8 - valid)
-        np.testing.assert_array_equal(batch["action"][t, :valid], actions[t:t + valid])
-        np.testing.assert_array_equal(batch["action"][t, valid:], np.repeat(actions[end - 1:end], 8 - valid, 0))
+        np.testing.assert_array_equal(batch["action"][t, :valid], actions[t : t + valid])
+        np.testing.assert_array_equal(batch["action"][t, valid:], np.repeat(actions[end - 1 : end], 8 - valid, 0))
     single = windows[4]
     assert single["action"].shape == (8, 5) and single["observation.state"].shape == (6,)
 

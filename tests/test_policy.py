@@ -11,8 +11,16 @@ from actlab.errors import ActlabError
 from actlab.policy import ACTPolicy, ACTPolicyConfig, PolicyFeature
 from actlab.policy.policy import TemporalEnsembler
 
-SMALL = dict(chunk_size=10, n_action_steps=10, dim_model=64, n_heads=4, dim_feedforward=128, n_encoder_layers=2,
-             n_vae_encoder_layers=2, latent_dim=8)
+SMALL = dict(
+    chunk_size=10,
+    n_action_steps=10,
+    dim_model=64,
+    n_heads=4,
+    dim_feedforward=128,
+    n_encoder_layers=2,
+    n_vae_encoder_layers=2,
+    latent_dim=8,
+)
 
 
 def features(cameras=("top", "wrist"), hw=(64, 80), state=6, env=5, action=4):
@@ -38,8 +46,12 @@ def random_obs(inputs, batch, seed=0):
 
 def make_policy(cameras=("top", "wrist"), **overrides):
     inputs, outputs = features(cameras)
-    cfg = ACTPolicyConfig(input_features=inputs, output_features=outputs,
-                          encoder={"name": "resnet18", "pretrained": None}, **{**SMALL, **overrides})
+    cfg = ACTPolicyConfig(
+        input_features=inputs,
+        output_features=outputs,
+        encoder={"name": "resnet18", "pretrained": None},
+        **{**SMALL, **overrides},
+    )
     return ACTPolicy(cfg, random_stats({**inputs, **outputs}, np.random.default_rng(0)))
 
 
@@ -52,14 +64,29 @@ def lerobot_twin(policy: ACTPolicy):
     from lerobot.policies.act.processor_act import make_act_pre_post_processors
 
     c = policy.config
-    types = {"STATE": FeatureType.STATE, "ENV": FeatureType.ENV, "VISUAL": FeatureType.VISUAL, "ACTION": FeatureType.ACTION}
+    types = {
+        "STATE": FeatureType.STATE,
+        "ENV": FeatureType.ENV,
+        "VISUAL": FeatureType.VISUAL,
+        "ACTION": FeatureType.ACTION,
+    }
     convert = lambda fs: {k: LRFeature(types[f.type], tuple(f.shape)) for k, f in fs.items()}  # noqa: E731
     lr_cfg = ACTConfig(
-        input_features=convert(c.input_features), output_features=convert(c.output_features),
-        chunk_size=c.chunk_size, n_action_steps=c.n_action_steps, dim_model=c.dim_model, n_heads=c.n_heads,
-        dim_feedforward=c.dim_feedforward, n_encoder_layers=c.n_encoder_layers, n_decoder_layers=c.n_decoder_layers,
-        n_vae_encoder_layers=c.n_vae_encoder_layers, latent_dim=c.latent_dim, use_vae=c.use_vae,
-        pretrained_backbone_weights=None, device="cpu", temporal_ensemble_coeff=c.temporal_ensemble_coeff,
+        input_features=convert(c.input_features),
+        output_features=convert(c.output_features),
+        chunk_size=c.chunk_size,
+        n_action_steps=c.n_action_steps,
+        dim_model=c.dim_model,
+        n_heads=c.n_heads,
+        dim_feedforward=c.dim_feedforward,
+        n_encoder_layers=c.n_encoder_layers,
+        n_decoder_layers=c.n_decoder_layers,
+        n_vae_encoder_layers=c.n_vae_encoder_layers,
+        latent_dim=c.latent_dim,
+        use_vae=c.use_vae,
+        pretrained_backbone_weights=None,
+        device="cpu",
+        temporal_ensemble_coeff=c.temporal_ensemble_coeff,
         # LeRobot's ACT leaves ENV unnormalised by default; actlab normalises it, so ask LeRobot to as well.
         normalization_mapping={t: NormalizationMode.MEAN_STD for t in ("VISUAL", "STATE", "ENV", "ACTION")},
     )
@@ -89,12 +116,15 @@ def test_weights_load_into_lerobot_and_actions_agree(cameras):
 def test_state_only_policy_agrees_with_lerobot():
     torch.manual_seed(1)
     inputs, outputs = features(cameras=())
-    policy = ACTPolicy(ACTPolicyConfig(input_features=inputs, output_features=outputs, **SMALL),
-                       random_stats({**inputs, **outputs}, np.random.default_rng(1)))
+    policy = ACTPolicy(
+        ACTPolicyConfig(input_features=inputs, output_features=outputs, **SMALL),
+        random_stats({**inputs, **outputs}, np.random.default_rng(1)),
+    )
     twin, pre, post = lerobot_twin(policy)
     obs = random_obs(inputs, batch=4, seed=1)
-    torch.testing.assert_close(policy.predict_action_chunk(obs), post(twin.predict_action_chunk(pre(dict(obs)))),
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        policy.predict_action_chunk(obs), post(twin.predict_action_chunk(pre(dict(obs)))), atol=1e-5, rtol=0
+    )
 
 
 def test_temporal_ensemble_matches_lerobot():
@@ -174,3 +204,21 @@ def test_l1_loss_is_the_mean_over_valid_steps_only():
 def test_invalid_architectures_fail_with_one_line(overrides, message):
     with pytest.raises(ActlabError, match=message):
         make_policy(("top",), **overrides)
+
+
+def test_imagenet_weights_come_from_a_local_file_or_the_run_stops_saying_where(tmp_path, monkeypatch):
+    import torchvision
+
+    from actlab.policy.encoders import build_backbone
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty torchvision cache
+    with pytest.raises(ActlabError, match=r"no resnet18 weights at .*resnet18-f37072fd.pth; download https://"):
+        build_backbone({"name": "resnet18", "pretrained": "imagenet"})
+    reference = torchvision.models.resnet18()
+    torch.save(reference.state_dict(), tmp_path / "r18.pth")
+    backbone, channels = build_backbone(
+        {"name": "resnet18", "pretrained": "imagenet", "weights": str(tmp_path / "r18.pth")}
+    )
+    assert channels == 512
+    assert torch.equal(backbone.layer4[1].conv2.weight, reference.layer4[1].conv2.weight)
+    assert torch.equal(backbone.bn1.running_var, reference.bn1.running_var)  # FrozenBatchNorm keeps the statistics

@@ -16,8 +16,15 @@ from tests.conftest import FAST, compose_train
 
 pytestmark = pytest.mark.slow
 
-LIFT = dict(name="lift", type="robosuite", task="Lift", robot="Panda", max_steps=60,
-            state_keys=["robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos"], env_state_keys=["cube_pos", "cube_quat"])
+LIFT = dict(
+    name="lift",
+    type="robosuite",
+    task="Lift",
+    robot="Panda",
+    max_steps=60,
+    state_keys=["robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos"],
+    env_state_keys=["cube_pos", "cube_quat"],
+)
 
 
 def test_lift_adapter_speaks_the_batch_convention():
@@ -25,9 +32,15 @@ def test_lift_adapter_speaks_the_batch_convention():
     try:
         obs = env.reset(seed=0)
         assert {k: v.shape for k, v in obs.items()} == {
-            "observation.state": (9,), "observation.environment_state": (7,), "observation.images.agentview": (48, 64, 3)
+            "observation.state": (9,),
+            "observation.environment_state": (7,),
+            "observation.images.agentview": (48, 64, 3),
         }
-        assert env.features["action"].shape == (7,) and env.features["observation.images.agentview"].shape == (3, 48, 64)
+        assert env.features["action"].shape == (7,) and env.features["observation.images.agentview"].shape == (
+            3,
+            48,
+            64,
+        )
         image = obs["observation.images.agentview"]
         # OpenCV convention: the table (bright) fills the bottom of the agentview image, not the top.
         assert image[-8:].mean() > image[:8].mean()
@@ -41,9 +54,19 @@ def test_lift_adapter_speaks_the_batch_convention():
 
 def quickstart(tmp_path: Path, *overrides: str) -> Path:
     cfg = compose_train(
-        ["experiment=quickstart", "dataset.collect.episodes=2", "trainer.max_steps=4", "checkpoint.save_freq=2",
-         "env.eval_freq=2", "env.eval_episodes=1", "env.final_eval_episodes=2", "env.max_steps=30",
-         "dataset.batch_size=8", *FAST, *overrides],
+        [
+            "experiment=quickstart",
+            "dataset.collect.episodes=2",
+            "trainer.max_steps=4",
+            "checkpoint.save_freq=2",
+            "env.eval_freq=2",
+            "env.eval_episodes=1",
+            "env.final_eval_episodes=2",
+            "env.max_steps=30",
+            "dataset.batch_size=8",
+            *FAST,
+            *overrides,
+        ],
         tmp_path,
     )
     metrics = train(cfg)
@@ -65,16 +88,27 @@ def test_quickstart_collects_trains_and_evaluates(tmp_path):
     assert "eval/success_rate" in rows and "eval/final_success_rate" in rows
     # A second run reuses the collected dataset.
     mtime = (datasets[0] / "meta" / "info.json").stat().st_mtime_ns
-    quickstart(tmp_path / "again", f"paths.data_dir={tmp_path / 'data'}", "trainer.max_steps=1", "env.eval_freq=0",
-               "env.final_eval_episodes=1")
+    quickstart(
+        tmp_path / "again",
+        f"paths.data_dir={tmp_path / 'data'}",
+        "trainer.max_steps=1",
+        "env.eval_freq=0",
+        "env.final_eval_episodes=1",
+    )
     assert (datasets[0] / "meta" / "info.json").stat().st_mtime_ns == mtime
 
 
 def test_image_policy_from_rendered_demonstrations(tmp_path):
     run_dir = quickstart(
-        tmp_path, "env.cameras=[agentview,robot0_eye_in_hand]", "env.image_size=[32,32]", "encoder.pretrained=null",
+        tmp_path,
+        "env.cameras=[agentview,robot0_eye_in_hand]",
+        "env.image_size=[32,32]",
+        "encoder.pretrained=null",
         "env.final_eval_episodes=1",
     )
     policy = ACTPolicy.from_pretrained(run_dir / "checkpoints" / "final")
-    assert list(policy.config.image_features) == ["observation.images.agentview", "observation.images.robot0_eye_in_hand"]
+    assert list(policy.config.image_features) == [
+        "observation.images.agentview",
+        "observation.images.robot0_eye_in_hand",
+    ]
     assert list((tmp_path / "data").glob("lift_agentview-robot0_eye_in_hand_32x32_2ep_*/videos"))

@@ -14,15 +14,22 @@ from safetensors.torch import load_file
 from actlab.errors import ActlabError
 from actlab.policy import ACTPolicy
 from actlab.training.train import train
-from tests.conftest import FAST, compose_train, run_cli
+from tests.conftest import FAST, compose_train, run_cli, write_lerobot_dataset
 
 CHECKPOINT_FILES = ["config.json", "hyperparameters.json", "model.safetensors", "training_state.pt"]
 
 
 def run(tmp_path: Path, root: Path, *overrides: str, steps: int = 2) -> Path:
     cfg = compose_train(
-        [f"dataset.root={root}", "encoder.pretrained=null", "dataset.batch_size=2", f"trainer.max_steps={steps}",
-         "checkpoint.save_freq=2", *FAST, *overrides],
+        [
+            f"dataset.root={root}",
+            "encoder.pretrained=null",
+            "dataset.batch_size=2",
+            f"trainer.max_steps={steps}",
+            "checkpoint.save_freq=2",
+            *FAST,
+            *overrides,
+        ],
         tmp_path,
     )
     train(cfg)
@@ -45,9 +52,41 @@ def test_two_steps_per_model_preset_on_a_video_dataset(tmp_path, video_dataset, 
     assert hparams["model"]["name"] == model and hparams["dataset"]["root"] == str(video_dataset)
     rows = read_metrics(run_dir)
     logged = {k for row in rows for k, v in row.items() if v}
-    assert {"train/loss", "train/l1_loss", "train/kld_loss", "train/grad_norm", "lr", "train/update_s",
-            "train/dataloading_s", "train/samples", "train/epochs", "train/episodes", "val/loss"} <= logged
+    assert {
+        "train/loss",
+        "train/l1_loss",
+        "train/kld_loss",
+        "train/grad_norm",
+        "lr",
+        "train/update_s",
+        "train/dataloading_s",
+        "train/samples",
+        "train/epochs",
+        "train/episodes",
+        "val/loss",
+    } <= logged
     assert (run_dir / "checkpoints" / "best").is_dir()
+
+
+@pytest.mark.slow
+def test_g1_preset_reads_dimensions_and_cameras_from_info_json(tmp_path):
+    cameras = ("cam_left_high", "cam_right_high", "cam_left_wrist", "cam_right_wrist")
+    root = write_lerobot_dataset(
+        tmp_path / "g1",
+        episodes=2,
+        frames=6,
+        cameras=cameras,
+        image_hw=(24, 32),
+        state_dim=28,
+        action_dim=28,
+        env_state_dim=None,
+        fps=30,
+    )
+    run_dir = run(tmp_path, root, "model=large", "dataset=g1", steps=1)
+    policy = ACTPolicy.from_pretrained(run_dir / "checkpoints" / "final")
+    assert list(policy.config.image_features) == [f"observation.images.{c}" for c in cameras]
+    assert policy.config.robot_state_feature.shape == policy.config.action_feature.shape == (28,)
+    assert policy.config.dim_model == 1024
 
 
 @pytest.mark.parametrize("fixture", ["state_dataset", "png_dataset"])
@@ -119,8 +158,6 @@ def test_bad_input_stops_before_training(tmp_path, video_dataset, overrides, mes
 
 
 def test_dataset_without_action_stops_before_training(tmp_path):
-    from tests.conftest import write_lerobot_dataset
-
     root = write_lerobot_dataset(tmp_path / "ds", episodes=1, frames=4)
     info = root / "meta" / "info.json"
     info.write_text(info.read_text().replace('"action"', '"act"'))
@@ -129,14 +166,23 @@ def test_dataset_without_action_stops_before_training(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_prints_one_line_and_exits_2_on_bad_input(tmp_path):
-    result = run_cli(["model=tiny", "dataset.root=/does/not/exist"], cwd=tmp_path)
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["dataset.root=/does/not/exist"],
+            "dataset.root=/does/not/exist does not exist; expected a LeRobot dataset folder",
+        ),
+        (["resume=nowhere"], "resume=nowhere: no checkpoint at nowhere/checkpoints/last; expected a run directory"),
+    ],
+)
+def test_cli_prints_one_line_and_exits_2_on_bad_input(tmp_path, args, message):
+    result = run_cli(["model=tiny", *args], cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == (
-        "error: dataset.root=/does/not/exist does not exist; expected a LeRobot dataset folder"
-    )
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {message}")
     assert "Traceback" not in result.stderr + result.stdout
     assert not list(tmp_path.glob("outputs/*/*/checkpoints"))
+    assert not (tmp_path / "nowhere").exists()  # a bad resume path is not created as a run directory
 
 
 def wandb_history_keys(run_file: Path) -> set[str]:
@@ -171,12 +217,22 @@ def test_tensorboard_logger_writes_events(tmp_path, state_dataset):
 @pytest.mark.slow
 def test_multirun_runs_two_jobs_under_multirun(tmp_path, video_dataset):
     result = run_cli(
-        ["-m", "model=baseline,large", f"dataset.root={video_dataset}", "encoder.pretrained=null",
-         "dataset.batch_size=2", "trainer.max_steps=1", "checkpoint.save_freq=0", *FAST],
+        [
+            "-m",
+            "model=baseline,large",
+            f"dataset.root={video_dataset}",
+            "encoder.pretrained=null",
+            "dataset.batch_size=2",
+            "trainer.max_steps=1",
+            "checkpoint.save_freq=0",
+            *FAST,
+        ],
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted(tmp_path.glob("multirun/*/*_train/[01]"))
     assert [j.name for j in jobs] == ["0", "1"]
-    models = [json.loads((j / "checkpoints" / "final" / "hyperparameters.json").read_text())["model"]["name"] for j in jobs]
+    models = [
+        json.loads((j / "checkpoints" / "final" / "hyperparameters.json").read_text())["model"]["name"] for j in jobs
+    ]
     assert models == ["baseline", "large"]

@@ -8,6 +8,7 @@ message. Key names follow LeRobot's ACTConfig (model) and Lightning's Trainer (t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from omegaconf import MISSING
@@ -147,8 +148,11 @@ class TrainConfig:
 
 
 def run_dir(resume: str | None, fresh: str) -> str:
-    """Resolver behind `hydra.run.dir`: `resume=<run dir>` continues in that directory."""
-    return str(resume) if resume else fresh
+    """Resolver behind `hydra.run.dir`: `resume=<run dir>` continues in that directory when it holds a
+    checkpoint; otherwise the run starts in a fresh one (and `train` reports the bad resume path)."""
+    if resume and (Path(resume) / "checkpoints" / "last" / "training_state.pt").is_file():
+        return str(resume)
+    return fresh
 
 
 def register_configs() -> None:

@@ -37,8 +37,9 @@ class ACTDataModule(L.LightningDataModule):
     """Training batches come from an endless `StepBatches` stream (training is counted in steps); its
     position is saved with every checkpoint, so a resumed run sees the batches it would have seen."""
 
-    def __init__(self, cfg: DatasetConfig, cache_dir: str | Path, chunk_size: int, seed: int,
-                 store: EpisodeStore | None = None):
+    def __init__(
+        self, cfg: DatasetConfig, cache_dir: str | Path, chunk_size: int, seed: int, store: EpisodeStore | None = None
+    ):
         super().__init__()
         self.cfg = cfg
         self.cache_dir = Path(cache_dir)
@@ -50,9 +51,7 @@ class ACTDataModule(L.LightningDataModule):
         """Loads the data once (decoding cameras into the frame cache on first use)."""
         if self.store is None:
             self.store = load_store(self.cfg, self.cache_dir)
-        self.train_episodes, self.val_episodes = split_episodes(
-            self.store.num_episodes, self.cfg.val_split, self.seed
-        )
+        self.train_episodes, self.val_episodes = split_episodes(self.store.num_episodes, self.cfg.val_split, self.seed)
         self.train_set = ChunkWindows(self.store, episode_frames(self.store, self.train_episodes), self.chunk_size)
         # A fixed shuffle of the validation frames, so `trainer.limit_val_batches` always sees the same
         # representative subset rather than the first frames of the first episodes.

@@ -64,7 +64,9 @@ class StepBatches(IterableDataset):
     def __iter__(self):
         worker = get_worker_info()
         worker_id, n_workers = (worker.id, worker.num_workers) if worker else (0, 1)
-        rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+        rank, world = (
+            (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+        )
         per_step = self.batch_size * world
         per_epoch = max(1, len(self.windows) // per_step)  # batches per epoch (drop the remainder)
         step, cached_epoch, order = self.start_step + worker_id, None, None
@@ -74,7 +76,7 @@ class StepBatches(IterableDataset):
                 perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.windows))
                 order, cached_epoch = np.resize(perm, per_epoch * per_step), epoch  # wraps if data < batch
             start = k * per_step + rank * self.batch_size
-            yield self.windows.__getitems__(order[start:start + self.batch_size])
+            yield self.windows.__getitems__(order[start : start + self.batch_size])
             step += n_workers
 
 

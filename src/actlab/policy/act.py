@@ -43,9 +43,7 @@ class Attention(nn.Module):
             self._heads(F.linear(x, w, b)) for x, w, b in ((query, w_q, b_q), (key, w_k, b_k), (value, w_v, b_v))
         )
         mask = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
-        )
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         batch, _, length, head_dim = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(batch, length, self.n_heads * head_dim))
 

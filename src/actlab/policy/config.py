@@ -57,8 +57,9 @@ class ACTPolicyConfig:
         self.validate()
 
     def validate(self) -> None:
-        check_architecture(self.dim_model, self.n_heads, self.chunk_size, self.n_action_steps,
-                           self.temporal_ensemble_coeff)
+        check_architecture(
+            self.dim_model, self.n_heads, self.chunk_size, self.n_action_steps, self.temporal_ensemble_coeff
+        )
         if self.image_features and self.dim_model % 4:
             raise ActlabError(f"model.dim_model={self.dim_model} must be a multiple of 4 with cameras")
         if ACTION not in self.output_features:

@@ -49,9 +49,7 @@ class Normalizer(nn.Module):
             for name in ("mean", "std"):
                 value = torch.as_tensor(np.asarray(stats[key][name], dtype=np.float32))
                 if value.numel() != int(np.prod(shape)):
-                    raise ActlabError(
-                        f"statistics '{key}.{name}' have {value.numel()} values; expected shape {shape}"
-                    )
+                    raise ActlabError(f"statistics '{key}.{name}' have {value.numel()} values; expected shape {shape}")
                 getattr(buffers, name).copy_(value.reshape(shape))
 
     def normalize(self, key: str, x: Tensor) -> Tensor:

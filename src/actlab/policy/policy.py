@@ -50,7 +50,9 @@ class TemporalEnsembler:
             self.count = torch.ones(chunk.shape[1], dtype=torch.long, device=chunk.device)
         else:
             w = weights[self.count]  # the new chunk is the count-th contributor of each step
-            self.weighted_sum = torch.cat([self.weighted_sum + chunk64[:, :-1] * w[:, None], chunk64[:, -1:] * weights[0]], 1)
+            self.weighted_sum = torch.cat(
+                [self.weighted_sum + chunk64[:, :-1] * w[:, None], chunk64[:, -1:] * weights[0]], 1
+            )
             self.weight_sum = torch.cat([self.weight_sum + w, weights[:1]])
             self.count = torch.cat([self.count + 1, self.count.new_ones(1)])
         action = self.weighted_sum[:, 0] / self.weight_sum[0]

@@ -73,8 +73,12 @@ def collect_demonstrations(
     shutil.rmtree(tmp, ignore_errors=True)
     root.parent.mkdir(parents=True, exist_ok=True)
     writer = LeRobotDataset.create(
-        repo_id=f"actlab/{root.name}", fps=int(env.fps), features=lerobot_features(env, cfg.video), root=tmp,
-        use_videos=cfg.video, robot_type=robot_type,
+        repo_id=f"actlab/{root.name}",
+        fps=int(env.fps),
+        features=lerobot_features(env, cfg.video),
+        root=tmp,
+        use_videos=cfg.video,
+        robot_type=robot_type,
     )
     rng = np.random.default_rng(cfg.seed)
     seed, saved, failed = cfg.seed, 0, 0
@@ -87,8 +91,10 @@ def collect_demonstrations(
                 if frames is None:
                     failed += 1
                     if failed > max(10, cfg.episodes):
-                        raise ActlabError(f"the scripted {task} expert failed {failed} episodes; lower "
-                                          "dataset.collect.action_noise or raise dataset.collect.max_steps")
+                        raise ActlabError(
+                            f"the scripted {task} expert failed {failed} episodes; lower "
+                            "dataset.collect.action_noise or raise dataset.collect.max_steps"
+                        )
                     continue
                 for frame in frames:
                     writer.add_frame({**frame, "task": task})
@@ -127,8 +133,11 @@ def lerobot_features(env: SimEnv, video: bool) -> dict[str, dict]:
     for key, feature in env.features.items():
         if feature.type == "VISUAL":
             channels, height, width = feature.shape
-            features[key] = {"dtype": "video" if video else "image", "shape": (height, width, channels),
-                             "names": ["height", "width", "channels"]}
+            features[key] = {
+                "dtype": "video" if video else "image",
+                "shape": (height, width, channels),
+                "names": ["height", "width", "channels"],
+            }
         else:
             features[key] = {"dtype": "float32", "shape": tuple(feature.shape), "names": None}
     return features

@@ -88,11 +88,14 @@ class RobosuiteEnv:
         for key, names in ((OBS_STATE, self.cfg.state_keys), (OBS_ENV_STATE, self.cfg.env_state_keys)):
             missing = [n for n in names if n not in raw]
             if missing:
-                raise ActlabError(f"env.{'state_keys' if key == OBS_STATE else 'env_state_keys'}: {missing} "
-                                  f"are not robosuite observations of {self.cfg.task} (it has {sorted(raw)})")
+                raise ActlabError(
+                    f"env.{'state_keys' if key == OBS_STATE else 'env_state_keys'}: {missing} "
+                    f"are not robosuite observations of {self.cfg.task} (it has {sorted(raw)})"
+                )
             if names:
-                features[key] = PolicyFeature("STATE" if key == OBS_STATE else "ENV",
-                                              (sum(np.size(raw[n]) for n in names),))
+                features[key] = PolicyFeature(
+                    "STATE" if key == OBS_STATE else "ENV", (sum(np.size(raw[n]) for n in names),)
+                )
         height, width = self.cfg.image_size
         for cam in self.cameras:
             features[f"{OBS_IMAGES}.{cam}"] = PolicyFeature("VISUAL", (3, height, width))

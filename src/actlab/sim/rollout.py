@@ -38,9 +38,7 @@ def to_batch(obs: dict[str, np.ndarray], device: torch.device | str) -> dict[str
     return batch
 
 
-def evaluate_policy(
-    policy: ACTPolicy, env: SimEnv, episodes: int, max_steps: int, seed: int
-) -> dict[str, float]:
+def evaluate_policy(policy: ACTPolicy, env: SimEnv, episodes: int, max_steps: int, seed: int) -> dict[str, float]:
     """Runs `episodes` episodes (episode i starts from seed + i), each until success or `max_steps`.
 
     Returns success_rate, avg_reward (summed per episode) and avg_length (steps, success included).

@@ -105,8 +105,14 @@ class StepProgressBar(ProgressBar):
     def on_train_start(self, trainer, pl_module) -> None:
         if self._enabled and trainer.is_global_zero:
             # disable=None: only on a terminal; logs get the console lines instead.
-            self.bar = tqdm(total=trainer.max_steps, initial=trainer.global_step, desc="training",
-                            unit="step", dynamic_ncols=True, disable=None)
+            self.bar = tqdm(
+                total=trainer.max_steps,
+                initial=trainer.global_step,
+                desc="training",
+                unit="step",
+                dynamic_ncols=True,
+                disable=None,
+            )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.bar is not None:
@@ -208,8 +214,13 @@ class RNGState(Callback):
         kind, keys, pos, has_gauss, cached = np.random.get_state()
         state = {
             "python": {"version": version, "state": list(mt_state), "gauss": gauss},
-            "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
-                      "has_gauss": has_gauss, "cached": cached},
+            "numpy": {
+                "kind": kind,
+                "keys": torch.from_numpy(keys.astype(np.int64)),
+                "pos": pos,
+                "has_gauss": has_gauss,
+                "cached": cached,
+            },
             "torch": torch.get_rng_state(),
         }
         if torch.cuda.is_available():
@@ -220,7 +231,9 @@ class RNGState(Callback):
         py = state_dict["python"]
         random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
         npy = state_dict["numpy"]
-        np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["cached"]))
+        np.random.set_state(
+            (npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["cached"])
+        )
         torch.set_rng_state(state_dict["torch"])
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])

@@ -45,7 +45,9 @@ class FolderCheckpointIO(CheckpointIO):
         torch.save(state, tmp / TRAINING_STATE)
         replace_dir(tmp, path)
 
-    def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+    def load_checkpoint(
+        self, path: str | Path, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
         path = Path(path)
         if not (path / TRAINING_STATE).is_file():
             raise ActlabError(f"{path} is not a training checkpoint: {TRAINING_STATE} is missing")

@@ -37,9 +37,22 @@ from actlab.training.module import ACTLightningModule
 log = logging.getLogger("actlab")
 
 POLICY_KEYS = (
-    "n_obs_steps", "chunk_size", "n_action_steps", "dim_model", "n_heads", "dim_feedforward",
-    "feedforward_activation", "n_encoder_layers", "n_decoder_layers", "pre_norm", "use_vae", "latent_dim",
-    "n_vae_encoder_layers", "dropout", "kl_weight", "temporal_ensemble_coeff",
+    "n_obs_steps",
+    "chunk_size",
+    "n_action_steps",
+    "dim_model",
+    "n_heads",
+    "dim_feedforward",
+    "feedforward_activation",
+    "n_encoder_layers",
+    "n_decoder_layers",
+    "pre_norm",
+    "use_vae",
+    "latent_dim",
+    "n_vae_encoder_layers",
+    "dropout",
+    "kl_weight",
+    "temporal_ensemble_coeff",
 )
 
 
@@ -71,14 +84,18 @@ def resume_checkpoint(cfg: DictConfig) -> Path | None:
         return None
     last = Path(cfg.resume) / "checkpoints" / "last"
     if not (last / "training_state.pt").is_file():
-        raise ActlabError(f"resume={cfg.resume}: no checkpoint at {last}; expected a run directory with checkpoints/last")
+        raise ActlabError(
+            f"resume={cfg.resume}: no checkpoint at {last}; expected a run directory with checkpoints/last"
+        )
     saved = load_run_config(last).get("model", {})
     current = OmegaConf.to_container(cfg.model, resolve=True)
     changed = [k for k in POLICY_KEYS if k in saved and saved[k] != current[k]]
     if changed:
         k = changed[0]
-        raise ActlabError(f"resume={cfg.resume}: model.{k} is {current[k]} but the checkpoint has {saved[k]}; "
-                          "pass the same model settings as the run being resumed")
+        raise ActlabError(
+            f"resume={cfg.resume}: model.{k} is {current[k]} but the checkpoint has {saved[k]}; "
+            "pass the same model settings as the run being resumed"
+        )
     return last
 
 
@@ -89,11 +106,22 @@ def make_loggers(cfg: DictConfig) -> list:
 def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     t = cfg.trainer
     return dict(
-        accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, num_nodes=t.num_nodes,
-        precision=t.precision, max_steps=t.max_steps, max_epochs=-1, gradient_clip_val=t.gradient_clip_val,
-        log_every_n_steps=t.log_every_n_steps, val_check_interval=t.val_check_interval,
-        check_val_every_n_epoch=None, limit_val_batches=t.limit_val_batches, num_sanity_val_steps=0,
-        enable_progress_bar=t.enable_progress_bar, deterministic=t.deterministic, enable_checkpointing=False,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy=t.strategy,
+        num_nodes=t.num_nodes,
+        precision=t.precision,
+        max_steps=t.max_steps,
+        max_epochs=-1,
+        gradient_clip_val=t.gradient_clip_val,
+        log_every_n_steps=t.log_every_n_steps,
+        val_check_interval=t.val_check_interval,
+        check_val_every_n_epoch=None,
+        limit_val_batches=t.limit_val_batches,
+        num_sanity_val_steps=0,
+        enable_progress_bar=t.enable_progress_bar,
+        deterministic=t.deterministic,
+        enable_checkpointing=False,
         enable_model_summary=False,
     )
 
@@ -146,15 +174,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics_callback = TrainingMetrics(len(dm.train_set), len(dm.train_episodes))
     callbacks = [metrics_callback]
     if env is not None and cfg.env.eval_freq > 0:
-        callbacks.append(RolloutEvaluation(env, cfg.env.eval_freq, cfg.env.eval_episodes, cfg.env.max_steps, cfg.env.seed))
+        callbacks.append(
+            RolloutEvaluation(env, cfg.env.eval_freq, cfg.env.eval_episodes, cfg.env.max_steps, cfg.env.seed)
+        )
     callbacks += [checkpoints, RNGState()]
     if cfg.trainer.enable_progress_bar:
         callbacks.append(StepProgressBar())
     callbacks.append(metrics_callback.clock)
 
     trainer = L.Trainer(
-        **trainer_kwargs(cfg), callbacks=callbacks, logger=make_loggers(cfg) or False,
-        plugins=[FolderCheckpointIO()], default_root_dir=output_dir,
+        **trainer_kwargs(cfg),
+        callbacks=callbacks,
+        logger=make_loggers(cfg) or False,
+        plugins=[FolderCheckpointIO()],
+        default_root_dir=output_dir,
     )
     run_config = OmegaConf.to_container(cfg, resolve=True)
     module = ACTLightningModule(policy, m.optimizer, m.scheduler, cfg.trainer.max_steps, run_config)
@@ -175,8 +208,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
             logger.log_metrics({f"eval/final_{k}": v for k, v in final.items()}, step=trainer.global_step)
             logger.save()
         (output_dir / "eval").mkdir(exist_ok=True)
-        (output_dir / "eval" / "final_metrics.json").write_text(json.dumps(
-            {**final, "episodes": cfg.env.final_eval_episodes, "seed": cfg.env.seed, "step": trainer.global_step}, indent=2))
+        (output_dir / "eval" / "final_metrics.json").write_text(
+            json.dumps(
+                {**final, "episodes": cfg.env.final_eval_episodes, "seed": cfg.env.seed, "step": trainer.global_step},
+                indent=2,
+            )
+        )
     if env is not None:
         env.close()
     close_loggers(trainer)

@@ -47,10 +47,18 @@ def load_lerobot(cfg: DatasetConfig, cache_dir: Path) -> EpisodeStore:
     if cameras:
         arrays.update(decode_cameras(root, meta, table, features, cameras, starts, cache_dir))
 
-    stats = {k: {s: np.asarray(v) for s, v in meta.stats[k].items()} for k in features if meta.stats and k in meta.stats}
+    stats = {
+        k: {s: np.asarray(v) for s, v in meta.stats[k].items()} for k in features if meta.stats and k in meta.stats
+    }
     return EpisodeStore(
-        name=cfg.repo_id or root.name, fps=float(meta.fps), features=features, arrays=arrays,
-        episode_starts=starts, episode_ends=ends, stats=stats, root=root,
+        name=cfg.repo_id or root.name,
+        fps=float(meta.fps),
+        features=features,
+        arrays=arrays,
+        episode_starts=starts,
+        episode_ends=ends,
+        stats=stats,
+        root=root,
     )
 
 
