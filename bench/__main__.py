@@ -3,7 +3,7 @@
 import argparse
 import importlib
 
-BENCHMARKS = ["train_step"]
+BENCHMARKS = ["train_step", "loader"]
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)

@@ -21,7 +21,8 @@ STEPS = 12  # optimisation steps per actlab run; the first 2 are warm-up
 DATA_DIR = Path(tempfile.gettempdir()) / "actlab-bench"
 
 
-def actlab_update_s(root: Path, precision: str) -> float:
+def actlab_run_metrics(root: Path, precision: str) -> dict[str, float]:
+    """Medians of train/update_s and train/dataloading_s over a short real run (first 2 steps dropped)."""
     from actlab.config.compose import compose_train
     from actlab.training.train import train
 
@@ -46,8 +47,8 @@ def actlab_update_s(root: Path, precision: str) -> float:
     )
     train(cfg)
     with open(out / "csv" / "metrics.csv") as f:
-        values = [float(r["train/update_s"]) for r in csv.DictReader(f) if r.get("train/update_s")]
-    return statistics.median(values[2:])
+        rows = [r for r in csv.DictReader(f) if r.get("train/update_s")][2:]
+    return {k: statistics.median(float(r[f"train/{k}"]) for r in rows) for k in ("update_s", "dataloading_s")}
 
 
 def lerobot_update_s(root: Path) -> float:
@@ -94,7 +95,7 @@ def main() -> None:
     lerobot = lerobot_update_s(root)
     rows = [["lerobot 0.4.4 ACTPolicy (fp32)", f"{lerobot:.3f}", "1.00"]]
     for precision in ("32-true", "bf16-mixed"):
-        ours = actlab_update_s(root, precision)
+        ours = actlab_run_metrics(root, precision)["update_s"]
         rows.append([f"actlab train.py (trainer.precision={precision})", f"{ours:.3f}", f"{lerobot / ours:.2f}"])
     table(
         f"Training step, model=baseline, 2 cameras 96x96, batch 8, chunk 100, {torch.get_num_threads()} threads",

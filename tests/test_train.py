@@ -89,6 +89,20 @@ def test_g1_preset_reads_dimensions_and_cameras_from_info_json(tmp_path):
     assert policy.config.dim_model == 1024
 
 
+@pytest.mark.parametrize("fmt", ["npy", "real_lift", "lerobot_v2"])
+def test_two_steps_per_dataset_format(tmp_path, fmt):
+    from tests.formats import bimanual_frames, write_lerobot_v2, write_npy
+
+    if fmt == "npy":
+        root, overrides = write_npy(tmp_path / "npy", "folder", [6, 7], bimanual_frames([6, 7])), ["dataset=npy"]
+    else:
+        root, _ = write_lerobot_v2(tmp_path / "v21", [6, 7], "v2.1", {"top": "video"}, action_dim=6)
+        overrides = ["experiment=real_lift"] if fmt == "real_lift" else ["dataset=lerobot"]
+    run_dir = run(tmp_path, root, *overrides, "model.chunk_size=8", "model.n_action_steps=8")
+    policy = ACTPolicy.from_pretrained(run_dir / "checkpoints" / "final")
+    assert len(policy.config.image_features) == (2 if fmt == "npy" else 1)
+
+
 @pytest.mark.parametrize("fixture", ["state_dataset", "png_dataset"])
 def test_two_steps_on_state_only_and_png_datasets(tmp_path, request, fixture):
     run_dir = run(tmp_path, request.getfixturevalue(fixture), "model=tiny")

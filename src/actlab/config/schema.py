@@ -13,6 +13,8 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from actlab.policy.config import ACTArchitecture
+
 
 @dataclass
 class OptimizerConfig:
@@ -29,24 +31,10 @@ class SchedulerConfig:
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(ACTArchitecture):
+    """The ACT architecture (LeRobot's ACTConfig names) plus its optimiser preset."""
+
     name: str = MISSING
-    n_obs_steps: int = 1
-    chunk_size: int = 100
-    n_action_steps: int = 100
-    dim_model: int = 512
-    n_heads: int = 8
-    dim_feedforward: int = 3200
-    feedforward_activation: str = "relu"
-    n_encoder_layers: int = 4
-    n_decoder_layers: int = 1
-    pre_norm: bool = False
-    use_vae: bool = True
-    latent_dim: int = 32
-    n_vae_encoder_layers: int = 4
-    dropout: float = 0.1
-    kl_weight: float = 10.0
-    temporal_ensemble_coeff: float | None = None
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
 
@@ -72,6 +60,18 @@ class DemoCollectionConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Training-split image augmentation (off by default)."""
+
+    enabled: bool = False
+    crop_scale: list[float] = field(default_factory=lambda: [0.85, 1.0])  # crop area fraction, resized back
+    brightness: float = 0.2  # factor drawn from [1 - b, 1 + b]
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.02  # shift drawn from [-h, h] (fraction of the hue circle)
+
+
+@dataclass
 class DatasetConfig:
     name: str = MISSING
     format: str = "lerobot"
@@ -82,6 +82,12 @@ class DatasetConfig:
     num_workers: int = 0
     val_split: float = 0.1
     collect: DemoCollectionConfig | None = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # npy format (LeRobot layouts carry these in meta/info.json)
+    fps: float = 30.0
+    allow_pickle: bool = False  # observations.npy of Python objects needs pickle, which can run code
+    camera_map: dict[str, str] = field(default_factory=lambda: {"image_left": "left", "image_right": "right"})
+    state_key: str = "state"
 
 
 @dataclass

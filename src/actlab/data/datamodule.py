@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from actlab.config.schema import DatasetConfig
+from actlab.data.augment import ImageAugment
 from actlab.data.formats import load_store
 from actlab.data.store import EpisodeStore
 from actlab.data.windows import ChunkWindows, StepBatches, collate_batch
@@ -38,12 +39,19 @@ class ACTDataModule(L.LightningDataModule):
     position is saved with every checkpoint, so a resumed run sees the batches it would have seen."""
 
     def __init__(
-        self, cfg: DatasetConfig, cache_dir: str | Path, chunk_size: int, seed: int, store: EpisodeStore | None = None
+        self,
+        cfg: DatasetConfig,
+        cache_dir: str | Path,
+        chunk_size: int,
+        seed: int,
+        n_obs_steps: int = 1,
+        store: EpisodeStore | None = None,
     ):
         super().__init__()
         self.cfg = cfg
         self.cache_dir = Path(cache_dir)
         self.chunk_size = chunk_size
+        self.n_obs_steps = n_obs_steps
         self.seed = seed
         self.store = store
 
@@ -52,12 +60,14 @@ class ACTDataModule(L.LightningDataModule):
         if self.store is None:
             self.store = load_store(self.cfg, self.cache_dir)
         self.train_episodes, self.val_episodes = split_episodes(self.store.num_episodes, self.cfg.val_split, self.seed)
-        self.train_set = ChunkWindows(self.store, episode_frames(self.store, self.train_episodes), self.chunk_size)
+        windows = lambda frames: ChunkWindows(self.store, frames, self.chunk_size, self.n_obs_steps)  # noqa: E731
+        self.train_set = windows(episode_frames(self.store, self.train_episodes))
         # A fixed shuffle of the validation frames, so `trainer.limit_val_batches` always sees the same
         # representative subset rather than the first frames of the first episodes.
         val_frames = np.random.default_rng(self.seed).permutation(episode_frames(self.store, self.val_episodes))
-        self.val_set = ChunkWindows(self.store, val_frames, self.chunk_size)
-        self.train_stream = StepBatches(self.train_set, self.cfg.batch_size, self.seed)
+        self.val_set = windows(val_frames)
+        augment = ImageAugment(self.cfg.augment, self.store.camera_keys) if self.cfg.augment.enabled else None
+        self.train_stream = StepBatches(self.train_set, self.cfg.batch_size, self.seed, augment)
         return self.store
 
     def train_dataloader(self) -> DataLoader:

@@ -1,11 +1,16 @@
-"""Training windows over an EpisodeStore: the observation at frame t and the action chunk t..t+chunk-1.
+"""Training windows over an EpisodeStore: for a frame t, the observations t-n_obs_steps+1..t and the action
+chunk t..t+chunk_size-1.
 
-Chunks never cross an episode's end: steps past it repeat the last action and are flagged in
-`action_is_pad`. Batches are gathered with vectorised indexing (`__getitems__`), so a DataLoader
-batch costs a few array copies, not one Python call per sample.
+Windows never cross episode bounds: history before an episode's first frame repeats that frame and is
+flagged in `observation_is_pad`; steps past its end repeat the last action and are flagged in
+`action_is_pad`. With n_obs_steps=1 observations carry no time axis (LeRobot's convention); with more
+they are (B, n_obs_steps, ...). Batches are gathered with vectorised indexing (`__getitems__`), so a
+DataLoader batch costs a few array copies, not one Python call per sample.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -13,36 +18,48 @@ import torch.distributed as dist
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from actlab.data.store import EpisodeStore
-from actlab.policy.config import ACTION, ACTION_IS_PAD
+from actlab.policy.config import ACTION, ACTION_IS_PAD, OBSERVATION_IS_PAD
+
+Batch = dict[str, torch.Tensor]
 
 
 class ChunkWindows(Dataset):
-    def __init__(self, store: EpisodeStore, frames: np.ndarray, chunk_size: int):
+    def __init__(self, store: EpisodeStore, frames: np.ndarray, chunk_size: int, n_obs_steps: int = 1):
         self.store = store
-        self.frames = np.asarray(frames, dtype=np.int64)  # the frames (window starts) this split uses
+        self.frames = np.asarray(frames, dtype=np.int64)  # the frames (window ends) this split uses
         self.chunk_size = chunk_size
-        self.episode_end = np.repeat(store.episode_ends, store.episode_lengths)  # per frame
+        self.n_obs_steps = n_obs_steps
+        self.episode_start = np.repeat(store.episode_starts, store.episode_lengths)  # per frame
+        self.episode_end = np.repeat(store.episode_ends, store.episode_lengths)
         self.obs_keys = [k for k in store.features if k != ACTION]
 
     def __len__(self) -> int:
         return len(self.frames)
 
-    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        t = self.frames[np.asarray(indices, dtype=np.int64)]
+    def __getitems__(self, indices: list[int]) -> Batch:
+        # Sorted frames read memory-mapped images front to back; order within a batch does not matter.
+        t = np.sort(self.frames[np.asarray(indices, dtype=np.int64)])
         steps = t[:, None] + np.arange(self.chunk_size)
         end = self.episode_end[t][:, None]
-        batch = {key: self._gather(key, t) for key in self.obs_keys}
+        if self.n_obs_steps == 1:
+            batch = {key: self._gather(key, t) for key in self.obs_keys}
+        else:
+            history = t[:, None] + np.arange(1 - self.n_obs_steps, 1)
+            start = self.episode_start[t][:, None]
+            batch = {key: self._gather(key, np.maximum(history, start)) for key in self.obs_keys}
+            batch[OBSERVATION_IS_PAD] = torch.from_numpy(history < start)
         batch[ACTION] = torch.from_numpy(self.store.arrays[ACTION][np.minimum(steps, end - 1)])
         batch[ACTION_IS_PAD] = torch.from_numpy(steps >= end)
         return batch
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, index: int) -> Batch:
         return {k: v[0] for k, v in self.__getitems__([index]).items()}
 
-    def _gather(self, key: str, t: np.ndarray) -> torch.Tensor:
-        values = torch.from_numpy(np.ascontiguousarray(self.store.arrays[key][t]))
+    def _gather(self, key: str, frames: np.ndarray) -> torch.Tensor:
+        values = torch.from_numpy(np.ascontiguousarray(self.store.arrays[key][frames.ravel()]))
+        values = values.reshape(*frames.shape, *values.shape[1:])
         if self.store.features[key].type == "VISUAL":
-            return values.permute(0, 3, 1, 2)  # (B, H, W, 3) uint8 -> (B, 3, H, W)
+            return values.movedim(-1, -3)  # (..., H, W, 3) uint8 -> (..., 3, H, W)
         return values
 
 
@@ -55,10 +72,17 @@ class StepBatches(IterableDataset):
     returns them round-robin, so in order); each of R data-parallel processes takes its own slice.
     """
 
-    def __init__(self, windows: ChunkWindows, batch_size: int, seed: int):
+    def __init__(
+        self,
+        windows: ChunkWindows,
+        batch_size: int,
+        seed: int,
+        augment: Callable[[Batch, torch.Generator], Batch] | None = None,
+    ):
         self.windows = windows
         self.batch_size = batch_size
         self.seed = seed
+        self.augment = augment  # applied with a generator seeded by (seed, step): resumable
         self.start_step = 0
 
     def __iter__(self):
@@ -76,7 +100,10 @@ class StepBatches(IterableDataset):
                 perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.windows))
                 order, cached_epoch = np.resize(perm, per_epoch * per_step), epoch  # wraps if data < batch
             start = k * per_step + rank * self.batch_size
-            yield self.windows.__getitems__(order[start : start + self.batch_size])
+            batch = self.windows.__getitems__(order[start : start + self.batch_size])
+            if self.augment is not None:
+                batch = self.augment(batch, torch.Generator().manual_seed(self.seed * 1_000_003 + step))
+            yield batch
             step += n_workers
 
 

@@ -19,6 +19,7 @@ OBS_ENV_STATE = "observation.environment_state"
 OBS_IMAGES = "observation.images"
 ACTION = "action"
 ACTION_IS_PAD = "action_is_pad"
+OBSERVATION_IS_PAD = "observation_is_pad"
 
 FEATURE_TYPES = ("STATE", "ENV", "VISUAL", "ACTION")
 
@@ -30,9 +31,9 @@ class PolicyFeature:
 
 
 @dataclass
-class ACTPolicyConfig:
-    input_features: dict[str, PolicyFeature]
-    output_features: dict[str, PolicyFeature]
+class ACTArchitecture:
+    """The ACT hyper-parameters, shared by the `model` config group and the policy's own config."""
+
     n_obs_steps: int = 1
     chunk_size: int = 100
     n_action_steps: int = 100
@@ -49,6 +50,12 @@ class ACTPolicyConfig:
     dropout: float = 0.1
     kl_weight: float = 10.0
     temporal_ensemble_coeff: float | None = None
+
+
+@dataclass
+class ACTPolicyConfig(ACTArchitecture):
+    input_features: dict[str, PolicyFeature] = field(default_factory=dict)
+    output_features: dict[str, PolicyFeature] = field(default_factory=dict)
     encoder: dict[str, Any] = field(default_factory=lambda: {"name": "resnet18", "pretrained": None})
 
     def __post_init__(self) -> None:

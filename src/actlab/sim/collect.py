@@ -63,11 +63,14 @@ def ensure_demonstrations(env_cfg: EnvConfig, collect: DemoCollectionConfig, dat
 def collect_demonstrations(
     env: SimEnv, expert: Callable, cfg: DemoCollectionConfig, root: Path, task: str, robot_type: str | None = None
 ) -> None:
+    import av
     import datasets
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    datasets.disable_progress_bars()  # one bar for the episodes, not one per saved episode
-    os.environ.setdefault("SVT_LOG", "1")  # the AV1 encoder's banner on every video, errors only
+    # One progress bar for the episodes; not a progress bar, a codec line and an encoder banner per video.
+    datasets.disable_progress_bars()
+    os.environ.setdefault("SVT_LOG", "1")
+    av.logging.set_level(av.logging.ERROR)
 
     tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -83,6 +86,9 @@ def collect_demonstrations(
     rng = np.random.default_rng(cfg.seed)
     seed, saved, failed = cfg.seed, 0, 0
     log.info(f"Collecting {cfg.episodes} scripted {task} demonstrations into {root}")
+    root_logger = logging.getLogger()
+    level = root_logger.level
+    root_logger.setLevel(logging.WARNING)  # LeRobot logs its codec choice at INFO for every episode
     try:
         with tqdm(total=cfg.episodes, desc="demonstrations") as bar:
             while saved < cfg.episodes:
@@ -104,6 +110,7 @@ def collect_demonstrations(
         writer.finalize()
         tmp.rename(root)
     finally:
+        root_logger.setLevel(level)
         shutil.rmtree(tmp, ignore_errors=True)
     log.info(f"Demonstrations: {saved} episodes saved ({failed} failed attempts discarded)")
 

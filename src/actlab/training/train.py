@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from actlab.data.datamodule import ACTDataModule
 from actlab.data.store import EpisodeStore
 from actlab.errors import ActlabError
 from actlab.policy import ACTPolicy, ACTPolicyConfig
-from actlab.policy.config import check_architecture
+from actlab.policy.config import ACTArchitecture, check_architecture
 from actlab.sim.envs import make_env
 from actlab.sim.rollout import check_compatible, evaluate_policy
 from actlab.training.callbacks import (
@@ -36,24 +37,7 @@ from actlab.training.module import ACTLightningModule
 
 log = logging.getLogger("actlab")
 
-POLICY_KEYS = (
-    "n_obs_steps",
-    "chunk_size",
-    "n_action_steps",
-    "dim_model",
-    "n_heads",
-    "dim_feedforward",
-    "feedforward_activation",
-    "n_encoder_layers",
-    "n_decoder_layers",
-    "pre_norm",
-    "use_vae",
-    "latent_dim",
-    "n_vae_encoder_layers",
-    "dropout",
-    "kl_weight",
-    "temporal_ensemble_coeff",
-)
+POLICY_KEYS = [f.name for f in fields(ACTArchitecture)]  # the model group's keys the policy keeps
 
 
 def build_policy_config(cfg: DictConfig, store: EpisodeStore) -> ACTPolicyConfig:
@@ -162,7 +146,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.paths.output_dir)
 
-    dm = ACTDataModule(dataset_config(cfg), cfg.paths.cache_dir, m.chunk_size, cfg.seed)
+    dm = ACTDataModule(dataset_config(cfg), cfg.paths.cache_dir, m.chunk_size, cfg.seed, m.n_obs_steps)
     store = dm.prepare()
     policy = ACTPolicy(build_policy_config(cfg, store), stats=store.stats, load_backbone_weights=resume is None)
 

@@ -1,14 +1,25 @@
-"""LeRobot datasets (codebase v3.0): metadata through LeRobot's own `LeRobotDatasetMetadata`, frames read
-once with pyarrow (vectors) and PyAV (videos: no system FFmpeg needed) into an EpisodeStore.
+"""LeRobot-layout datasets, codebase v2.0, v2.1 and v3.0, read with pyarrow and PyAV into an EpisodeStore.
 
-Without a local `root`, the `repo_id` is fetched from the hub; offline that fails with one line.
+One reader serves both `dataset.format=lerobot` (a local folder or, when `root` is null, the hub
+`repo_id`) and `dataset.format=parquet` (seed 004: a local folder, no LeRobot loader, no network).
+lerobot 0.4's own loader refuses v2.x, which most hub datasets (the Unitree G1 ones included) still are;
+this one chooses by `codebase_version`:
+
+- v3.0: `data/chunk-*/file-*.parquet` hold many episodes; `meta/episodes/*.parquet` tells which video
+  file holds each episode and from which timestamp; `meta/stats.json`.
+- v2.x: one parquet and one mp4 per episode (`data_path` / `video_path` templates in info.json),
+  `meta/episodes.jsonl`; stats in `meta/stats.json` (v2.0) or per episode in `meta/episodes_stats.jsonl`
+  (v2.1, aggregated here with LeRobot's own `aggregate_stats`).
+
+Videos decode with PyAV (no system FFmpeg needed) into the frame cache, once.
 """
 
 from __future__ import annotations
 
 import io
-import logging
+import json
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -24,58 +35,71 @@ from actlab.data.store import EpisodeStore
 from actlab.errors import ActlabError
 from actlab.policy.config import ACTION, OBS_ENV_STATE, OBS_IMAGES, OBS_STATE, PolicyFeature
 
-log = logging.getLogger(__name__)
-
 VECTOR_TYPES = {OBS_STATE: "STATE", OBS_ENV_STATE: "ENV", ACTION: "ACTION"}
+VERSIONS = ("v2.0", "v2.1", "v3.0")
+
+
+@dataclass
+class Layout:
+    """What the metadata of a LeRobot folder says, whatever its version."""
+
+    root: Path
+    info: dict
+    episodes: dict[str, np.ndarray]  # episode_index, length (+ v3.0 video file columns)
+    stats: dict[str, dict[str, np.ndarray]]
+
+    @property
+    def version(self) -> str:
+        return self.info["codebase_version"]
+
+    @property
+    def fps(self) -> float:
+        return float(self.info["fps"])
+
+    def video_file(self, key: str, episode_row: int) -> tuple[Path, float]:
+        """The mp4 holding an episode's frames of camera `key`, and the episode's first timestamp in it."""
+        ep = self.episodes
+        if self.version == "v3.0":
+            prefix = f"videos/{key}/"
+            name = self.info["video_path"].format(
+                video_key=key,
+                chunk_index=int(ep[prefix + "chunk_index"][episode_row]),
+                file_index=int(ep[prefix + "file_index"][episode_row]),
+            )
+            return self.root / name, float(ep[prefix + "from_timestamp"][episode_row])
+        index = int(ep["episode_index"][episode_row])
+        chunk = index // int(self.info.get("chunks_size", 1000))
+        name = self.info["video_path"].format(episode_chunk=chunk, video_key=key, episode_index=index)
+        return self.root / name, 0.0
 
 
 def load_lerobot(cfg: DatasetConfig, cache_dir: Path) -> EpisodeStore:
-    root = resolve_root(cfg)
-    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
-
-    try:
-        meta = LeRobotDatasetMetadata(cfg.repo_id or f"local/{root.name}", root=root)
-    except Exception as e:  # LeRobot raises its own types for old versions and bad files
-        raise ActlabError(f"{root}: not a readable LeRobot v3.0 dataset ({type(e).__name__}: {e})") from e
-
-    features = select_features(meta.features, cfg.cameras, root)
-    vector_keys = [k for k, f in features.items() if f.type != "VISUAL"]
-    table = read_data_table(root, ["index", "episode_index", "timestamp", *vector_keys])
-    starts, ends = episode_bounds(table["episode_index"].to_numpy(), root)
-    arrays = {k: vector_column(table[k], features[k].shape[0], root, k) for k in vector_keys}
-    cameras = [k for k, f in features.items() if f.type == "VISUAL"]
-    if cameras:
-        arrays.update(decode_cameras(root, meta, table, features, cameras, starts, cache_dir))
-
-    stats = {
-        k: {s: np.asarray(v) for s, v in meta.stats[k].items()} for k in features if meta.stats and k in meta.stats
-    }
-    return EpisodeStore(
-        name=cfg.repo_id or root.name,
-        fps=float(meta.fps),
-        features=features,
-        arrays=arrays,
-        episode_starts=starts,
-        episode_ends=ends,
-        stats=stats,
-        root=root,
-    )
+    """`dataset.format=lerobot`: a local folder, or the hub `repo_id` when `root` is null."""
+    return load_layout(hub_root(cfg) if not cfg.root else local_root(cfg), cfg, cache_dir)
 
 
-def resolve_root(cfg: DatasetConfig) -> Path:
-    """The local dataset folder: `root`, or the hub download of `repo_id`."""
-    if cfg.root:
-        root = Path(cfg.root).expanduser()
-        if not (root / "meta" / "info.json").is_file():
-            what = "does not exist" if not root.exists() else "has no meta/info.json"
-            raise ActlabError(f"dataset.root={root} {what}; expected a LeRobot dataset folder")
-        return root
+def load_parquet(cfg: DatasetConfig, cache_dir: Path) -> EpisodeStore:
+    """`dataset.format=parquet`: a local LeRobot-layout folder only."""
+    if not cfg.root:
+        raise ActlabError(f"dataset={cfg.name}: set dataset.root=/path/to/dataset (a folder with meta/info.json)")
+    return load_layout(local_root(cfg), cfg, cache_dir)
+
+
+def local_root(cfg: DatasetConfig) -> Path:
+    root = Path(cfg.root).expanduser()
+    if not (root / "meta" / "info.json").is_file():
+        what = "does not exist" if not root.exists() else "has no meta/info.json"
+        raise ActlabError(f"dataset.root={root} {what}; expected a LeRobot dataset folder")
+    return root
+
+
+def hub_root(cfg: DatasetConfig) -> Path:
     if not cfg.repo_id:
         raise ActlabError(f"dataset={cfg.name}: set dataset.root=/path/to/dataset (a folder with meta/info.json)")
     try:
-        from lerobot.datasets.lerobot_dataset import LeRobotDataset
+        from huggingface_hub import snapshot_download
 
-        return Path(LeRobotDataset(cfg.repo_id, video_backend="pyav").root)
+        return Path(snapshot_download(cfg.repo_id, repo_type="dataset"))
     except Exception as e:
         raise ActlabError(
             f"dataset={cfg.name}: no dataset.root given and the hub dataset {cfg.repo_id} could not be "
@@ -83,8 +107,79 @@ def resolve_root(cfg: DatasetConfig) -> Path:
         ) from e
 
 
+def load_layout(root: Path, cfg: DatasetConfig, cache_dir: Path) -> EpisodeStore:
+    layout = read_layout(root)
+    features = select_features(layout.info["features"], cfg.cameras, root)
+    vector_keys = [k for k, f in features.items() if f.type != "VISUAL"]
+    table = read_data_table(root, ["index", "episode_index", "timestamp", *vector_keys])
+    starts, ends = episode_bounds(table["episode_index"].to_numpy(), root)
+    arrays = {k: vector_column(table[k], features[k].shape[0], root, k) for k in vector_keys}
+    cameras = [k for k, f in features.items() if f.type == "VISUAL"]
+    if cameras:
+        arrays.update(decode_cameras(layout, table, features, cameras, starts, cache_dir))
+    return EpisodeStore(
+        name=cfg.repo_id or root.name,
+        fps=layout.fps,
+        features=features,
+        arrays=arrays,
+        episode_starts=starts,
+        episode_ends=ends,
+        stats={k: v for k, v in layout.stats.items() if k in features},
+        root=root,
+    )
+
+
+def read_layout(root: Path) -> Layout:
+    info = read_json(root / "meta" / "info.json")
+    version = info.get("codebase_version")
+    if version not in VERSIONS:
+        raise ActlabError(f"{root}/meta/info.json: codebase_version {version!r} is not one of {VERSIONS}")
+    if version == "v3.0":
+        files = sorted((root / "meta" / "episodes").rglob("*.parquet"))
+        if not files:
+            raise ActlabError(f"{root}/meta/episodes holds no parquet files (codebase v3.0)")
+        table = pa.concat_tables(pq.read_table(f) for f in files)
+        keep = ["episode_index", "length", *(c for c in table.column_names if c.startswith("videos/"))]
+        episodes = {c: table[c].to_numpy() for c in keep}
+    else:
+        rows = read_jsonl(root / "meta" / "episodes.jsonl")
+        episodes = {k: np.array([r[k] for r in rows]) for k in ("episode_index", "length")}
+    return Layout(root, info, episodes, read_stats(root))
+
+
+def read_stats(root: Path) -> dict[str, dict[str, np.ndarray]]:
+    """meta/stats.json, or the aggregate of meta/episodes_stats.jsonl (v2.1); {} when there are none."""
+    meta = root / "meta"
+    if (meta / "stats.json").is_file():
+        raw = read_json(meta / "stats.json")
+    elif (meta / "episodes_stats.jsonl").is_file():
+        from lerobot.datasets.compute_stats import aggregate_stats
+
+        per_episode = [
+            {k: {s: np.asarray(v) for s, v in st.items()} for k, st in row["stats"].items()}
+            for row in read_jsonl(meta / "episodes_stats.jsonl")
+        ]
+        raw = aggregate_stats(per_episode)
+    else:
+        return {}
+    return {k: {s: np.asarray(v, dtype=np.float32) for s, v in st.items()} for k, st in raw.items()}
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ActlabError(f"{path}: cannot read it as JSON ({e})") from e
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise ActlabError(f"{path} is missing")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def select_features(info_features: dict, cameras: list[str] | None, root: Path) -> dict[str, PolicyFeature]:
-    """Policy features from info.json: state, environment state, action and the chosen cameras."""
+    """Policy features from info.json: the chosen cameras, state, environment state and action."""
     features: dict[str, PolicyFeature] = {}
     available = [k for k, f in info_features.items() if f["dtype"] in ("image", "video")]
     for key in select_cameras(available, cameras, root):
@@ -156,19 +251,19 @@ def vector_column(column: pa.ChunkedArray, dim: int, root: Path, key: str) -> np
     return values
 
 
-def decode_cameras(root, meta, table, features, cameras, starts, cache_dir) -> dict[str, np.ndarray]:
+def decode_cameras(layout: Layout, table, features, cameras, starts, cache_dir) -> dict[str, np.ndarray]:
     """Every camera frame decoded into the frame cache once; later runs memory-map it."""
+    root, video_keys = layout.root, [k for k, f in layout.info["features"].items() if f["dtype"] == "video"]
     n = table.num_rows
     shapes = {k: (n, features[k].shape[1], features[k].shape[2], features[k].shape[0]) for k in cameras}
-    sources = [p for p in (root / "data").rglob("*.parquet")] + [
-        p for k in cameras if k in meta.video_keys for p in (root / "videos" / k).rglob("*.mp4")
-    ]
-    key = fingerprint(sources + [root / "meta" / "info.json"], {"format": "lerobot-v3", "cameras": cameras})
+    sources = [*(root / "data").rglob("*.parquet"), root / "meta" / "info.json"]
+    sources += [p for p in (root / "videos").rglob("*.mp4") if any(k in p.parts for k in cameras)]
+    key = fingerprint(sources, {"format": "lerobot-layout", "cameras": cameras})
 
     def fill(arrays: dict[str, np.ndarray]) -> None:
         for cam in cameras:
-            if cam in meta.video_keys:
-                decode_videos(root, meta, table, cam, starts, arrays[cam])
+            if cam in video_keys:
+                decode_videos(layout, table, cam, starts, arrays[cam])
             else:
                 decode_images(read_data_table(root, ["index", cam])[cam], arrays[cam], root, cam)
 
@@ -185,39 +280,35 @@ def decode_images(column: pa.ChunkedArray, out: np.ndarray, root: Path, key: str
         list(tqdm(pool.map(decode, range(len(blobs))), total=len(blobs), desc=f"decoding {key}", leave=False))
 
 
-def decode_videos(root: Path, meta, table: pa.Table, key: str, starts: np.ndarray, out: np.ndarray) -> None:
+def decode_videos(layout: Layout, table: pa.Table, key: str, starts: np.ndarray, out: np.ndarray) -> None:
     """Decodes each video file once, front to back, writing frames to their global index."""
-    prefix = f"videos/{key}/"
-    columns = ["episode_index", "length", prefix + "chunk_index", prefix + "file_index", prefix + "from_timestamp"]
-    episodes = {c: np.asarray(meta.episodes[c]) for c in columns}
-    row_of_episode = {int(e): i for i, e in enumerate(episodes["episode_index"])}
+    row_of_episode = {int(e): i for i, e in enumerate(layout.episodes["episode_index"])}
     timestamps = table["timestamp"].to_numpy().astype(np.float64)
     episode_index = table["episode_index"].to_numpy()
     per_file: dict[Path, dict[int, int]] = {}  # video file -> {frame number in the file: global frame}
-    for first in starts:
-        ep = row_of_episode[int(episode_index[first])]
-        chunk, file = int(episodes[prefix + "chunk_index"][ep]), int(episodes[prefix + "file_index"][ep])
-        path = root / meta.video_path.format(video_key=key, chunk_index=chunk, file_index=file)
-        last = first + int(episodes["length"][ep])
-        frames = np.rint((episodes[prefix + "from_timestamp"][ep] + timestamps[first:last]) * meta.fps)
-        per_file.setdefault(path, {}).update(zip(frames.astype(np.int64).tolist(), range(first, last), strict=True))
+    for first, last in zip(starts, [*starts[1:], len(timestamps)], strict=True):
+        path, offset = layout.video_file(key, row_of_episode[int(episode_index[first])])
+        frames = np.rint((offset + timestamps[first:last]) * layout.fps).astype(np.int64)
+        per_file.setdefault(path, {}).update(zip(frames.tolist(), range(first, last), strict=True))
 
     filled = np.zeros(len(out), dtype=bool)
-    with tqdm(total=int(sum(len(m) for m in per_file.values())), desc=f"decoding {key}", leave=False) as bar:
+    with tqdm(total=len(out), desc=f"decoding {key}", leave=False) as bar:
         for path, wanted in per_file.items():
+            if not path.is_file():
+                raise ActlabError(f"{path} is missing (camera '{key}')")
             with av.open(str(path)) as container:
                 stream = container.streams.video[0]
                 stream.thread_type = "AUTO"
                 for frame in container.decode(stream):
-                    number = int(round(float(frame.pts * stream.time_base) * meta.fps))
+                    number = round(float(frame.pts * stream.time_base) * layout.fps)
                     target = wanted.get(number)
                     if target is not None:
-                        out[target] = _checked(frame.to_ndarray(format="rgb24"), out.shape[1:], root, key)
+                        out[target] = _checked(frame.to_ndarray(format="rgb24"), out.shape[1:], layout.root, key)
                         filled[target] = True
                         bar.update()
     if not filled.all():
         missing = int(np.flatnonzero(~filled)[0])
-        raise ActlabError(f"{root}: videos of '{key}' have no frame for global frame {missing}")
+        raise ActlabError(f"{layout.root}: the videos of '{key}' have no frame for global frame {missing}")
 
 
 def _checked(image: np.ndarray, shape: tuple[int, ...], root: Path, key: str) -> np.ndarray:

@@ -1,0 +1,104 @@
+"""`actlab-convert` / `python -m actlab.data.convert`: any dataset actlab reads -> a LeRobot v3.0 dataset,
+written with LeRobot's own writer, so the data can go to the hub or to `lerobot-train`.
+
+    actlab-convert dataset=npy dataset.root=/data/bimanual output=/data/bimanual_lerobot
+    actlab-convert dataset=parquet dataset.root=real_data/lift output=/data/lift_v30 video=false
+
+The dataset group is the training one (same keys: dataset.camera_map, dataset.allow_pickle, ...). The
+output is written under a temporary name and renamed when complete; an existing output is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hydra
+import numpy as np
+from omegaconf import MISSING, DictConfig, OmegaConf
+from tqdm import tqdm
+
+from actlab.config.compose import CONFIG_DIR
+from actlab.config.schema import DatasetConfig, register_configs
+from actlab.data.formats import load_store
+from actlab.data.store import EpisodeStore
+from actlab.errors import ActlabError
+
+log = logging.getLogger("actlab")
+
+
+@dataclass
+class ConvertConfig:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    output: str = MISSING
+    repo_id: str | None = None  # default: local/<output folder name>
+    task: str | None = None  # the task string of every frame; default: the dataset's name
+    video: bool = True  # cameras as mp4 (LeRobot's default) or png images (lossless)
+    cache_dir: str = MISSING
+
+
+def write_lerobot(store: EpisodeStore, output: Path, repo_id: str, task: str, video: bool) -> Path:
+    """Writes `store` as a LeRobot v3.0 dataset at `output` with LeRobot's writer."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    if output.exists():
+        raise ActlabError(f"output={output} already exists; choose a new folder")
+    os.environ.setdefault("SVT_LOG", "1")
+    features = {}
+    for key, feature in store.features.items():
+        if feature.type == "VISUAL":
+            channels, height, width = feature.shape
+            features[key] = {
+                "dtype": "video" if video else "image",
+                "shape": (height, width, channels),
+                "names": ["height", "width", "channels"],
+            }
+        else:
+            features[key] = {"dtype": "float32", "shape": tuple(feature.shape), "names": None}
+    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    writer = LeRobotDataset.create(repo_id=repo_id, fps=round(store.fps), features=features, root=tmp, use_videos=video)
+    try:
+        for start, end in tqdm(
+            zip(store.episode_starts, store.episode_ends, strict=True), total=store.num_episodes, desc="episodes"
+        ):
+            for t in range(start, end):
+                writer.add_frame({**{k: np.asarray(store.arrays[k][t]) for k in features}, "task": task})
+            writer.save_episode()
+        writer.finalize()
+        tmp.rename(output)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return output
+
+
+def convert(cfg: DictConfig) -> Path:
+    data: DatasetConfig = OmegaConf.to_object(cfg.dataset)
+    output = Path(cfg.output).expanduser()
+    store = load_store(data, Path(cfg.cache_dir))
+    repo_id = cfg.repo_id or f"local/{output.name}"
+    write_lerobot(store, output, repo_id, cfg.task or data.name, cfg.video)
+    log.info(f"Wrote {store.num_episodes} episodes, {store.num_frames} frames to {output} (LeRobot v3.0)")
+    return output
+
+
+register_configs()
+hydra.core.config_store.ConfigStore.instance().store(name="convert_schema", node=ConvertConfig)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="convert")
+def main(cfg: DictConfig) -> None:
+    try:
+        convert(cfg)
+    except ActlabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
