@@ -250,3 +250,9 @@ def test_multirun_runs_two_jobs_under_multirun(tmp_path, video_dataset):
         json.loads((j / "checkpoints" / "final" / "hyperparameters.json").read_text())["model"]["name"] for j in jobs
     ]
     assert models == ["baseline", "large"]
+
+
+def test_dataset_with_only_robot_state_and_action_trains(tmp_path):
+    root = write_lerobot_dataset(tmp_path / "ds", episodes=2, frames=6, env_state_dim=None)
+    policy = ACTPolicy.from_pretrained(run(tmp_path, root, "model=tiny") / "checkpoints" / "final")
+    assert list(policy.config.input_features) == ["observation.state"]

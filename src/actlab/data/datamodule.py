@@ -73,8 +73,8 @@ class ACTDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_stream, batch_size=None)
 
-    def val_dataloader(self) -> DataLoader | list:
-        return self._loader(self.val_set, batch_size=self.cfg.batch_size) if len(self.val_set) else []
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, batch_size=self.cfg.batch_size)
 
     def _loader(self, data: Dataset, batch_size: int | None) -> DataLoader:
         workers = self.cfg.num_workers

@@ -72,11 +72,14 @@ def compute_stats(store: EpisodeStore, keys: list[str], max_image_frames: int = 
             values = array[idx].reshape(-1, array.shape[-1]).astype(np.float64) / 255.0
             shape = (-1, 1, 1)
         else:
-            values = np.asarray(array, dtype=np.float64)
+            values = array
             shape = (-1,)
+        # float64 accumulators without a float64 copy of the data
         stats[key] = {
-            name: fn(values, axis=0).reshape(shape).astype(np.float32)
-            for name, fn in (("mean", np.mean), ("std", np.std), ("min", np.min), ("max", np.max))
+            "mean": values.mean(axis=0, dtype=np.float64).reshape(shape).astype(np.float32),
+            "std": values.std(axis=0, dtype=np.float64).reshape(shape).astype(np.float32),
+            "min": values.min(axis=0).reshape(shape).astype(np.float32),
+            "max": values.max(axis=0).reshape(shape).astype(np.float32),
         }
     return stats
 

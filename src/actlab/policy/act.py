@@ -215,7 +215,7 @@ class ACT(nn.Module):
     def forward(self, batch: dict[str, Tensor], images: list[Tensor]) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """Returns the (B, chunk_size, action_dim) chunk and the latent's (mean, 2*log sigma) or Nones."""
         cfg = self.cfg
-        ref = images[0] if images else batch[OBS_ENV_STATE]
+        ref = images[0] if images else batch.get(OBS_ENV_STATE, batch.get(OBS_STATE))
         batch_size, device = ref.shape[0], ref.device
         has_state = cfg.robot_state_feature is not None
 

@@ -71,10 +71,8 @@ class ACTPolicyConfig(ACTArchitecture):
             raise ActlabError(f"model.dim_model={self.dim_model} must be a multiple of 4 with cameras")
         if ACTION not in self.output_features:
             raise ActlabError("the policy needs an 'action' output feature")
-        if not self.image_features and OBS_ENV_STATE not in self.input_features:
-            raise ActlabError(
-                "ACT needs at least one camera or an observation.environment_state input; the data has neither"
-            )
+        if not self.image_features and not ({OBS_STATE, OBS_ENV_STATE} & set(self.input_features)):
+            raise ActlabError("ACT needs a camera, observation.state or observation.environment_state input")
 
     @property
     def robot_state_feature(self) -> PolicyFeature | None:

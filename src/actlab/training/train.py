@@ -87,7 +87,7 @@ def make_loggers(cfg: DictConfig) -> list:
     return [instantiate(conf) for conf in (cfg.logger or {}).values() if conf is not None]
 
 
-def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
+def trainer_kwargs(cfg: DictConfig, has_validation: bool = True) -> dict[str, Any]:
     t = cfg.trainer
     return dict(
         accelerator=t.accelerator,
@@ -101,7 +101,7 @@ def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
         log_every_n_steps=t.log_every_n_steps,
         val_check_interval=t.val_check_interval,
         check_val_every_n_epoch=None,
-        limit_val_batches=t.limit_val_batches,
+        limit_val_batches=t.limit_val_batches if has_validation else 0,
         num_sanity_val_steps=0,
         enable_progress_bar=t.enable_progress_bar,
         deterministic=t.deterministic,
@@ -167,7 +167,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks.append(metrics_callback.clock)
 
     trainer = L.Trainer(
-        **trainer_kwargs(cfg),
+        **trainer_kwargs(cfg, has_validation=len(dm.val_set) > 0),
         callbacks=callbacks,
         logger=make_loggers(cfg) or False,
         plugins=[FolderCheckpointIO()],

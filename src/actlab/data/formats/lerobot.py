@@ -110,13 +110,13 @@ def hub_root(cfg: DatasetConfig) -> Path:
 def load_layout(root: Path, cfg: DatasetConfig, cache_dir: Path) -> EpisodeStore:
     layout = read_layout(root)
     features = select_features(layout.info["features"], cfg.cameras, root)
-    vector_keys = [k for k, f in features.items() if f.type != "VISUAL"]
-    table = read_data_table(root, ["index", "episode_index", "timestamp", *vector_keys])
-    starts, ends = episode_bounds(table["episode_index"].to_numpy(), root)
-    arrays = {k: vector_column(table[k], features[k].shape[0], root, k) for k in vector_keys}
+    vectors = {k: f.shape[0] for k, f in features.items() if f.type != "VISUAL"}
+    columns = read_columns(root, ["index", "episode_index", "timestamp"], vectors)
+    starts, ends = episode_bounds(columns["episode_index"], root)
+    arrays = {k: columns[k] for k in vectors}
     cameras = [k for k, f in features.items() if f.type == "VISUAL"]
     if cameras:
-        arrays.update(decode_cameras(layout, table, features, cameras, starts, cache_dir))
+        arrays.update(decode_cameras(layout, columns, features, cameras, starts, cache_dir))
     return EpisodeStore(
         name=cfg.repo_id or root.name,
         fps=layout.fps,
@@ -215,18 +215,58 @@ def chw_shape(feature: dict) -> tuple[int, int, int]:
     return (shape[2], shape[0], shape[1])
 
 
-def read_data_table(root: Path, columns: list[str]) -> pa.Table:
-    """The given columns of every data parquet file, sorted by global frame index."""
+def data_files(root: Path) -> list[Path]:
     files = sorted((root / "data").rglob("*.parquet"))
     if not files:
         raise ActlabError(f"{root}/data holds no parquet files")
-    tables = []
-    for path in files:
-        missing = [c for c in columns if c not in pq.read_schema(path).names]
+    return files
+
+
+def read_columns(root: Path, scalars: list[str], vectors: dict[str, int]) -> dict[str, np.ndarray]:
+    """Scalar and (dim-wide float32) vector columns of every data file, in global `index` order.
+
+    Read one file and one column at a time into preallocated arrays: decoding a whole table at once
+    holds several times its size in pyarrow buffers, which matters for millions of frames.
+    """
+    files = data_files(root)
+    counts = [pq.ParquetFile(f).metadata.num_rows for f in files]
+    out: dict[str, np.ndarray] = {k: np.empty((sum(counts), dim), np.float32) for k, dim in vectors.items()}
+    offset = 0
+    for path, count in zip(files, counts, strict=True):
+        parquet = pq.ParquetFile(path)
+        missing = [c for c in [*scalars, *vectors] if c not in parquet.schema_arrow.names]
         if missing:
             raise ActlabError(f"{path}: missing columns {missing}")
-        tables.append(pq.read_table(path, columns=columns))
-    return pa.concat_tables(tables).sort_by("index")
+        for key in [*scalars, *vectors]:
+            row = offset
+            for batch in parquet.iter_batches(batch_size=65536, columns=[key]):
+                column, rows = batch.column(0), slice(row, row + batch.num_rows)
+                if key in vectors:
+                    out[key][rows] = vector_values(column, vectors[key], path, key)
+                else:
+                    values = column.to_numpy(zero_copy_only=False)
+                    out.setdefault(key, np.empty(sum(counts), values.dtype))[rows] = values
+                row += batch.num_rows
+        offset += count
+    index = out["index"]
+    if not np.all(index[1:] > index[:-1]):  # LeRobot writes frames in order; sort only when they are not
+        order = np.argsort(index, kind="stable")
+        out = {k: v[order] for k, v in out.items()}
+    for key in vectors:
+        if not np.isfinite(out[key]).all():
+            raise ActlabError(f"{root}: '{key}' holds NaN or Inf values")
+    return out
+
+
+def read_image_column(root: Path, key: str) -> list[bytes]:
+    """The PNG bytes of an image feature, in global `index` order."""
+    blobs, indices = [], []
+    for path in data_files(root):
+        table = pq.read_table(path, columns=["index", key])
+        indices.append(table["index"].to_numpy())
+        blobs += table[key].combine_chunks().field("bytes").to_pylist()
+    order = np.argsort(np.concatenate(indices), kind="stable")
+    return [blobs[i] for i in order]
 
 
 def episode_bounds(episode_index: np.ndarray, root: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -238,23 +278,20 @@ def episode_bounds(episode_index: np.ndarray, root: Path) -> tuple[np.ndarray, n
     return starts, ends
 
 
-def vector_column(column: pa.ChunkedArray, dim: int, root: Path, key: str) -> np.ndarray:
-    array = column.combine_chunks()
+def vector_values(array: pa.Array, dim: int, path: Path, key: str) -> np.ndarray:
+    frames = len(array)
     if pa.types.is_list(array.type) or pa.types.is_fixed_size_list(array.type):
         array = array.flatten()
     values = array.to_numpy(zero_copy_only=False)
-    if values.size != len(column) * dim:
-        raise ActlabError(f"{root}: '{key}' has {values.size} values for {len(column)} frames; expected {dim} each")
-    values = values.reshape(len(column), dim).astype(np.float32)
-    if not np.isfinite(values).all():
-        raise ActlabError(f"{root}: '{key}' holds NaN or Inf values")
-    return values
+    if values.size != frames * dim:
+        raise ActlabError(f"{path}: '{key}' has {values.size} values for {frames} frames; expected {dim} each")
+    return values.reshape(frames, dim)
 
 
-def decode_cameras(layout: Layout, table, features, cameras, starts, cache_dir) -> dict[str, np.ndarray]:
+def decode_cameras(layout: Layout, columns, features, cameras, starts, cache_dir) -> dict[str, np.ndarray]:
     """Every camera frame decoded into the frame cache once; later runs memory-map it."""
     root, video_keys = layout.root, [k for k, f in layout.info["features"].items() if f["dtype"] == "video"]
-    n = table.num_rows
+    n = len(columns["index"])
     shapes = {k: (n, features[k].shape[1], features[k].shape[2], features[k].shape[0]) for k in cameras}
     sources = [*(root / "data").rglob("*.parquet"), root / "meta" / "info.json"]
     sources += [p for p in (root / "videos").rglob("*.mp4") if any(k in p.parts for k in cameras)]
@@ -263,16 +300,14 @@ def decode_cameras(layout: Layout, table, features, cameras, starts, cache_dir) 
     def fill(arrays: dict[str, np.ndarray]) -> None:
         for cam in cameras:
             if cam in video_keys:
-                decode_videos(layout, table, cam, starts, arrays[cam])
+                decode_videos(layout, columns, cam, starts, arrays[cam])
             else:
-                decode_images(read_data_table(root, ["index", cam])[cam], arrays[cam], root, cam)
+                decode_images(read_image_column(root, cam), arrays[cam], root, cam)
 
     return cached_frames(cache_dir, key, shapes, fill)
 
 
-def decode_images(column: pa.ChunkedArray, out: np.ndarray, root: Path, key: str) -> None:
-    blobs = column.combine_chunks().field("bytes").to_pylist()
-
+def decode_images(blobs: list[bytes], out: np.ndarray, root: Path, key: str) -> None:
     def decode(i: int) -> None:
         out[i] = _checked(np.asarray(Image.open(io.BytesIO(blobs[i])).convert("RGB")), out.shape[1:], root, key)
 
@@ -280,11 +315,13 @@ def decode_images(column: pa.ChunkedArray, out: np.ndarray, root: Path, key: str
         list(tqdm(pool.map(decode, range(len(blobs))), total=len(blobs), desc=f"decoding {key}", leave=False))
 
 
-def decode_videos(layout: Layout, table: pa.Table, key: str, starts: np.ndarray, out: np.ndarray) -> None:
+def decode_videos(
+    layout: Layout, columns: dict[str, np.ndarray], key: str, starts: np.ndarray, out: np.ndarray
+) -> None:
     """Decodes each video file once, front to back, writing frames to their global index."""
     row_of_episode = {int(e): i for i, e in enumerate(layout.episodes["episode_index"])}
-    timestamps = table["timestamp"].to_numpy().astype(np.float64)
-    episode_index = table["episode_index"].to_numpy()
+    timestamps = columns["timestamp"].astype(np.float64)
+    episode_index = columns["episode_index"]
     per_file: dict[Path, dict[int, int]] = {}  # video file -> {frame number in the file: global frame}
     for first, last in zip(starts, [*starts[1:], len(timestamps)], strict=True):
         path, offset = layout.video_file(key, row_of_episode[int(episode_index[first])])
