@@ -191,3 +191,46 @@ def test_dataset_of_state_and_camera_keys_from_lerobot_writer_png(tmp_path):
     root = write_lerobot_dataset(tmp_path / "png", episodes=2, frames=4, cameras=("a",), video=False)
     store = load(tmp_path, root, "parquet")
     assert store.camera_keys == ["observation.images.a"]
+
+
+@pytest.mark.slow
+def test_actlab_convert_command(tmp_path):
+    import subprocess
+    import sys
+
+    root = write_npy(tmp_path / "npy", "folder", LENGTHS, bimanual_frames(LENGTHS))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "actlab.data.convert",
+            "dataset=npy",
+            f"dataset.root={root}",
+            f"output={tmp_path / 'out'}",
+            "video=false",
+            f"cache_dir={tmp_path / 'cache'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    store = load(tmp_path, tmp_path / "out", "lerobot")
+    assert store.episode_lengths.tolist() == LENGTHS and store.camera_keys == [
+        "observation.images.left",
+        "observation.images.right",
+    ]
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "actlab.data.convert",
+            "dataset=npy",
+            f"dataset.root={root}",
+            f"output={tmp_path / 'out'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert again.returncode == 2 and again.stderr.strip().splitlines()[-1].startswith("error: output=")
