@@ -7,6 +7,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from actlab.config.compose import CONFIG_DIR
+from actlab.errors import ActlabError
 from tests.conftest import compose_train
 
 GROUPS = {p.name: sorted(f.stem for f in p.glob("*.yaml")) for p in Path(CONFIG_DIR).iterdir() if p.is_dir()}
@@ -16,7 +17,7 @@ def test_groups_have_the_documented_options():
     for group, options in {
         "model": ["baseline", "custom", "large", "tiny"],
         "dataset": ["g1", "lerobot", "lift"],
-        "encoder": ["resnet18"],
+        "encoder": ["clip", "pri3d", "resnet18"],
         "env": ["lift", "none"],
         "hardware": ["auto", "cpu", "gpu"],
         "logger": ["csv", "none", "tensorboard", "wandb"],
@@ -93,3 +94,29 @@ def test_wrong_type_fails_at_compose_time(tmp_path):
 def test_unknown_option_fails(tmp_path):
     with pytest.raises(ConfigCompositionException):
         compose_train(["model=huge"], tmp_path)
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["model.temporal_ensemble_coeff=0.01"], "temporal_ensemble_coeff needs model.n_action_steps=1"),
+        (["model.loss=huber"], "model.loss='huber' is not one of"),
+        (["encoder.fuse=sum"], "encoder.fuse='sum' is not one of"),
+        (["encoder.name=vit"], "encoder.name='vit' is not one of"),
+        (["policy.precision=fp16"], "policy.precision='fp16' is not one of"),
+        (["model.n_obs_steps=0"], "model.n_obs_steps=0; expected 1 or more"),
+    ],
+)
+def test_invalid_combinations_fail_at_compose_time(tmp_path, overrides, message):
+    with pytest.raises(ActlabError, match=message):
+        compose_train(overrides, tmp_path)
+
+
+def test_ensembling_composes_with_one_action_step(tmp_path):
+    cfg = compose_train(["model.temporal_ensemble_coeff=0.01", "model.n_action_steps=1"], tmp_path)
+    assert cfg.model.temporal_ensemble_coeff == 0.01
+
+
+def test_clip_preset_follows_seed_002(tmp_path):
+    e = compose_train(["encoder=clip"], tmp_path).encoder
+    assert (e.model_name, e.pretrained, e.freeze, e.fuse) == ("ViT-B-32", "openai", True, "mean")

@@ -10,6 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from actlab.config.schema import register_configs
+from actlab.errors import ActlabError
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[3] / "conf")
 
@@ -24,4 +25,18 @@ def compose_train(overrides: list[str], output_dir: str | Path, data_dir: str | 
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         del cfg["hydra"]
+    check_config(cfg)
     return cfg
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Rules across keys that a schema cannot express (e.g. temporal ensembling needs n_action_steps=1);
+    `train.py` applies them as soon as Hydra has composed the config, before any data is read."""
+    from actlab.policy.config import check_architecture
+    from actlab.policy.encoders import check_encoder
+    from actlab.policy.policy import PRECISIONS
+
+    check_architecture(cfg.model)
+    check_encoder(cfg.encoder)
+    if cfg.policy.precision not in PRECISIONS:
+        raise ActlabError(f"policy.precision={cfg.policy.precision!r} is not one of {list(PRECISIONS)}")

@@ -41,11 +41,16 @@ class ModelConfig(ACTArchitecture):
 
 @dataclass
 class EncoderConfig:
-    name: str = "resnet18"
-    pretrained: str | None = "imagenet"  # imagenet | null (random init)
-    weights: str | None = None  # local weights file; else the torchvision cache
-    freeze: bool = False
-    replace_final_stride_with_dilation: bool = False
+    """The image backbone (actlab.policy.encoders). Keys an encoder does not use are ignored by it."""
+
+    name: str = "resnet18"  # resnet18 | clip | pri3d
+    pretrained: str | None = "imagenet"  # resnet18: imagenet; clip: openai; pri3d: pri3d; null = random init
+    weights: str | None = None  # local weights file; else the library's cache (torchvision, Hugging Face)
+    freeze: bool = False  # no gradients reach the backbone; its parameters stay out of the optimiser
+    fuse: str = "none"  # none (one token per feature cell per camera) | mean | concat_mlp | gated
+    model_name: str | None = None  # clip: open_clip model (default ViT-B-32)
+    depth: int | None = None  # pri3d: ResNet depth, 50 (default) or 18/34/101
+    replace_final_stride_with_dilation: bool = False  # resnets: layer4 at stride 16 instead of 32
 
 
 @dataclass
@@ -126,6 +131,14 @@ class TrainerConfig:
 
 
 @dataclass
+class PolicyRuntimeConfig:
+    """How the trained policy runs when it acts (evaluation rollouts, deployment)."""
+
+    precision: str = "fp32"  # fp32 | bf16 (autocast of matmuls and convolutions)
+    compile: bool = False  # torch.compile the network (first call compiles; needs a C++ compiler on CPU)
+
+
+@dataclass
 class CheckpointConfig:
     save_freq: int = 10_000
 
@@ -150,6 +163,7 @@ class TrainConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    policy: PolicyRuntimeConfig = field(default_factory=PolicyRuntimeConfig)
     logger: dict[str, Any] = field(default_factory=dict)
 
 

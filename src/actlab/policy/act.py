@@ -5,7 +5,8 @@ Submodule and parameter names are LeRobot's (`backbone`, `encoder`, `decoder`, `
 and `lerobot.policies.act.modeling_act.ACT` unchanged. Internally tensors are batch-first and attention
 runs through `scaled_dot_product_attention`; numerically it is the same network.
 
-Token layout of the transformer encoder: [latent, robot state?, environment state?, image cells...].
+Token layout of the transformer encoder: [latent, then for each observed step: robot state?, environment
+state?, image cells of every camera (or one fused image token)].
 """
 
 from __future__ import annotations
@@ -17,8 +18,16 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
-from actlab.policy.config import ACTION, ACTION_IS_PAD, OBS_ENV_STATE, OBS_STATE, ACTPolicyConfig
+from actlab.policy.config import (
+    ACTION,
+    ACTION_IS_PAD,
+    OBS_ENV_STATE,
+    OBS_STATE,
+    OBSERVATION_IS_PAD,
+    ACTPolicyConfig,
+)
 from actlab.policy.encoders import build_backbone
+from actlab.policy.fusion import CameraFusion
 
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "glu": F.glu}
 
@@ -98,14 +107,18 @@ class DecoderLayer(nn.Module):
         self.activation = ACTIVATIONS[cfg.feedforward_activation]
         self.pre_norm = cfg.pre_norm
 
-    def forward(self, x: Tensor, memory: Tensor, pos: Tensor, memory_pos: Tensor) -> Tensor:
+    def forward(
+        self, x: Tensor, memory: Tensor, pos: Tensor, memory_pos: Tensor, memory_mask: Tensor | None = None
+    ) -> Tensor:
         h = self.norm1(x) if self.pre_norm else x
         qk = _with_pos(h, pos)
         x = x + self.dropout1(self.self_attn(qk, qk, h))
         if not self.pre_norm:
             x = self.norm1(x)
         h = self.norm2(x) if self.pre_norm else x
-        x = x + self.dropout2(self.multihead_attn(_with_pos(h, pos), _with_pos(memory, memory_pos), memory))
+        x = x + self.dropout2(
+            self.multihead_attn(_with_pos(h, pos), _with_pos(memory, memory_pos), memory, memory_mask)
+        )
         if not self.pre_norm:
             x = self.norm2(x)
         h = self.norm3(x) if self.pre_norm else x
@@ -133,9 +146,11 @@ class Decoder(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.n_decoder_layers))
         self.norm = nn.LayerNorm(cfg.dim_model)
 
-    def forward(self, x: Tensor, memory: Tensor, pos: Tensor, memory_pos: Tensor) -> Tensor:
+    def forward(
+        self, x: Tensor, memory: Tensor, pos: Tensor, memory_pos: Tensor, memory_mask: Tensor | None = None
+    ) -> Tensor:
         for layer in self.layers:
-            x = layer(x, memory, pos, memory_pos)
+            x = layer(x, memory, pos, memory_pos, memory_mask)
         return self.norm(x)
 
 
@@ -172,13 +187,20 @@ def sinusoidal_2d(height: int, width: int, dim: int) -> Tensor:
 
 
 class ACT(nn.Module):
-    """ACT on normalised inputs: images are a list of (B, 3, H, W) tensors, one per camera."""
+    """ACT on normalised inputs.
+
+    With n_obs_steps=1, vectors are (B, D) and images a list of (B, 3, H, W) tensors, one per camera
+    (LeRobot's layout). With n_obs_steps=T>1 they carry a time axis, (B, T, D) and (B, T, 3, H, W), and
+    `observation_is_pad` (B, T) marks history before the episode start: every step's tokens enter the
+    encoder with a learned per-step embedding, and padded steps are masked out of attention.
+    """
 
     def __init__(self, cfg: ACTPolicyConfig, load_backbone_weights: bool = True):
         super().__init__()
         self.cfg = cfg
         dim = cfg.dim_model
         state, env_state, action = cfg.robot_state_feature, cfg.env_state_feature, cfg.action_feature
+        self.fuse = cfg.encoder.get("fuse") or "none"
 
         if cfg.use_vae:
             # BERT-like encoder over [cls, robot state?, action chunk] giving the latent's mean and log-var.
@@ -192,7 +214,7 @@ class ACT(nn.Module):
             self.register_buffer("vae_encoder_pos_enc", sinusoidal_1d(n_vae_tokens, dim).unsqueeze(0))
 
         if cfg.image_features:
-            self.backbone, feature_channels = build_backbone(cfg.encoder, load_backbone_weights)
+            self.backbone = build_backbone(cfg.encoder, load_backbone_weights)
 
         self.encoder = Encoder(cfg, cfg.n_encoder_layers)
         self.decoder = Decoder(cfg)
@@ -202,9 +224,14 @@ class ACT(nn.Module):
         if env_state:
             self.encoder_env_state_input_proj = nn.Linear(env_state.shape[0], dim)
         self.encoder_latent_input_proj = nn.Linear(cfg.latent_dim, dim)
-        if cfg.image_features:
-            self.encoder_img_feat_input_proj = nn.Conv2d(feature_channels, dim, kernel_size=1)
+        if cfg.image_features and self.fuse == "none":
+            self.encoder_img_feat_input_proj = nn.Conv2d(self.backbone.out_channels, dim, kernel_size=1)
+        elif cfg.image_features:
+            self.encoder_img_fusion = CameraFusion(self.fuse, len(cfg.image_features), self.backbone.embed_dim, dim)
+            self.encoder_img_fused_pos_embed = nn.Embedding(1, dim)
         self.encoder_1d_feature_pos_embed = nn.Embedding(1 + bool(state) + bool(env_state), dim)
+        if cfg.n_obs_steps > 1:
+            self.encoder_obs_step_embed = nn.Embedding(cfg.n_obs_steps, dim)
         self.decoder_pos_embed = nn.Embedding(cfg.chunk_size, dim)
         self.action_head = nn.Linear(dim, action.shape[0])
 
@@ -215,6 +242,7 @@ class ACT(nn.Module):
     def forward(self, batch: dict[str, Tensor], images: list[Tensor]) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """Returns the (B, chunk_size, action_dim) chunk and the latent's (mean, 2*log sigma) or Nones."""
         cfg = self.cfg
+        history = cfg.n_obs_steps > 1
         ref = images[0] if images else batch.get(OBS_ENV_STATE, batch.get(OBS_STATE))
         batch_size, device = ref.shape[0], ref.device
         has_state = cfg.robot_state_feature is not None
@@ -222,7 +250,8 @@ class ACT(nn.Module):
         if cfg.use_vae and self.training and ACTION in batch:
             tokens = [self.vae_encoder_cls_embed.weight.expand(batch_size, 1, -1)]
             if has_state:
-                tokens.append(self.vae_encoder_robot_state_input_proj(batch[OBS_STATE]).unsqueeze(1))
+                current_state = batch[OBS_STATE][:, -1] if history else batch[OBS_STATE]
+                tokens.append(self.vae_encoder_robot_state_input_proj(current_state).unsqueeze(1))
             tokens.append(self.vae_encoder_action_input_proj(batch[ACTION]))
             prefix_pad = torch.zeros(batch_size, 1 + has_state, dtype=torch.bool, device=device)
             pad_mask = torch.cat([prefix_pad, batch[ACTION_IS_PAD]], dim=1)
@@ -234,35 +263,69 @@ class ACT(nn.Module):
             mu = log_sigma_x2 = None
             latent = torch.zeros(batch_size, cfg.latent_dim, device=device)
 
-        tokens = [self.encoder_latent_input_proj(latent)]
+        # Every group of tokens is (B, T, n, D) with its position embedding (T or 1, n, D); T = 1 without history.
+        steps = cfg.n_obs_steps
+        pos_1d = self.encoder_1d_feature_pos_embed.weight
+        groups = []
         if has_state:
-            tokens.append(self.encoder_robot_state_input_proj(batch[OBS_STATE]))
+            groups.append((self.encoder_robot_state_input_proj(_steps(batch[OBS_STATE], history)), pos_1d[1]))
         if cfg.env_state_feature is not None:
-            tokens.append(self.encoder_env_state_input_proj(batch[OBS_ENV_STATE]))
-        tokens = [torch.stack(tokens, dim=1)]
-        pos = [self.encoder_1d_feature_pos_embed.weight.unsqueeze(0)]
+            env = self.encoder_env_state_input_proj(_steps(batch[OBS_ENV_STATE], history))
+            groups.append((env, pos_1d[1 + has_state]))
+        groups = [(t.unsqueeze(2), p.view(1, 1, -1)) for t, p in groups]
         if images:
-            cam_tokens, cam_pos = self._image_tokens(images)
-            tokens.append(cam_tokens)
-            pos.append(cam_pos)
+            groups.append(self._image_tokens([_steps(i, history) for i in images]))
+
+        step_embed = self.encoder_obs_step_embed.weight[:, None] if history else 0.0  # (T, 1, D)
+        per_step = torch.cat([t for t, _ in groups], dim=2) if groups else None  # (B, T, n, D)
+        tokens = [self.encoder_latent_input_proj(latent).unsqueeze(1)]
+        pos = [pos_1d[:1].unsqueeze(0)]
+        mask = None
+        if per_step is not None:
+            n = per_step.shape[2]
+            step_pos = torch.cat([p.expand(steps, -1, -1) if p.shape[0] == 1 else p for _, p in groups], dim=1)
+            tokens.append(per_step.flatten(1, 2))
+            pos.append((step_pos + step_embed).reshape(1, steps * n, -1))
+            if history and OBSERVATION_IS_PAD in batch:
+                pad = batch[OBSERVATION_IS_PAD].repeat_interleave(n, dim=1)
+                mask = torch.cat([pad.new_zeros(batch_size, 1), pad], dim=1)
         tokens = torch.cat(tokens, dim=1)
         pos = torch.cat([p.to(tokens.dtype) for p in pos], dim=1)
 
-        memory = self.encoder(tokens, pos)
+        memory = self.encoder(tokens, pos, mask)
         queries = torch.zeros(batch_size, cfg.chunk_size, cfg.dim_model, device=device, dtype=memory.dtype)
-        out = self.decoder(queries, memory, self.decoder_pos_embed.weight.unsqueeze(0), pos)
+        out = self.decoder(queries, memory, self.decoder_pos_embed.weight.unsqueeze(0), pos, mask)
         return self.action_head(out), mu, log_sigma_x2
 
     def _image_tokens(self, images: list[Tensor]) -> tuple[Tensor, Tensor]:
-        """Backbone features of every camera as (B, n_cams * h * w, D) tokens and their position embedding."""
-        batch_size = images[0].shape[0]
-        same_shape = all(img.shape == images[0].shape for img in images)
-        # One backbone call for all cameras when they share a shape (faster than one call per camera).
-        maps = self.backbone(torch.cat(images)).split(batch_size) if same_shape else [self.backbone(i) for i in images]
+        """Image tokens (B, T, n, D) of every camera and their position embedding (1, n, D).
+
+        `fuse=none`: one token per feature-map cell per camera, with a 2-D sinusoidal embedding.
+        Otherwise: one token for all cameras, from the fusion of their embeddings.
+        """
+        batch_size, steps = images[0].shape[:2]
+        fused = self.fuse != "none"
+        run = self.backbone.embed if fused else self.backbone
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.backbone.frozen):
+            if all(img.shape == images[0].shape for img in images):
+                # One backbone call for all cameras and steps (faster than one call per camera).
+                out = run(torch.cat(images).flatten(0, 1))
+                outs = out.unflatten(0, (len(images), batch_size, steps)).unbind(0)
+            else:
+                outs = [run(img.flatten(0, 1)).unflatten(0, (batch_size, steps)) for img in images]
+        if fused:
+            token = self.encoder_img_fusion(torch.stack(outs, dim=2))  # (B, T, D)
+            return token.unsqueeze(2), self.encoder_img_fused_pos_embed.weight.unsqueeze(0)
         tokens, pos = [], []
-        for fmap in maps:
-            _, _, h, w = fmap.shape
-            tokens.append(self.encoder_img_feat_input_proj(fmap).flatten(2).transpose(1, 2))
+        for fmap in outs:  # (B, T, C, h, w)
+            h, w = fmap.shape[-2:]
+            cells = self.encoder_img_feat_input_proj(fmap.flatten(0, 1)).flatten(2).transpose(1, 2)
+            tokens.append(cells.unflatten(0, (batch_size, steps)))
             emb = sinusoidal_2d(h, w, self.cfg.dim_model).to(fmap.device)
-            pos.append(emb.flatten(1).transpose(0, 1).unsqueeze(0))
-        return torch.cat(tokens, dim=1), torch.cat(pos, dim=1)
+            pos.append(emb.flatten(1).transpose(0, 1))
+        return torch.cat(tokens, dim=2), torch.cat(pos, dim=0).unsqueeze(0)
+
+
+def _steps(x: Tensor, history: bool) -> Tensor:
+    """Adds the time axis (B, 1, ...) that observations have only with history."""
+    return x if history else x.unsqueeze(1)

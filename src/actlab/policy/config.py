@@ -22,6 +22,7 @@ ACTION_IS_PAD = "action_is_pad"
 OBSERVATION_IS_PAD = "observation_is_pad"
 
 FEATURE_TYPES = ("STATE", "ENV", "VISUAL", "ACTION")
+LOSSES = ("l1", "l2")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class ACTArchitecture:
     dropout: float = 0.1
     kl_weight: float = 10.0
     temporal_ensemble_coeff: float | None = None
+    loss: str = "l1"  # action reconstruction loss: l1 | l2 (seed 002's action_loss)
 
 
 @dataclass
@@ -64,9 +66,7 @@ class ACTPolicyConfig(ACTArchitecture):
         self.validate()
 
     def validate(self) -> None:
-        check_architecture(
-            self.dim_model, self.n_heads, self.chunk_size, self.n_action_steps, self.temporal_ensemble_coeff
-        )
+        check_architecture(self)
         if self.image_features and self.dim_model % 4:
             raise ActlabError(f"model.dim_model={self.dim_model} must be a multiple of 4 with cameras")
         if ACTION not in self.output_features:
@@ -109,22 +109,25 @@ class ACTPolicyConfig(ACTArchitecture):
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
-def check_architecture(
-    dim_model: int, n_heads: int, chunk_size: int, n_action_steps: int, temporal_ensemble_coeff: float | None
-) -> None:
-    """The rules that need no data; checked before a dataset is loaded."""
-    if dim_model % n_heads:
-        raise ActlabError(f"model.dim_model={dim_model} is not divisible by model.n_heads={n_heads}")
-    if n_action_steps > chunk_size:
+def check_architecture(arch: Any) -> None:
+    """The rules that need no data (`arch` has ACTArchitecture's fields: the `model` config node or a
+    policy config); checked when the config is composed and again before a dataset is loaded."""
+    if arch.dim_model % arch.n_heads:
+        raise ActlabError(f"model.dim_model={arch.dim_model} is not divisible by model.n_heads={arch.n_heads}")
+    if arch.n_action_steps > arch.chunk_size:
         raise ActlabError(
-            f"model.n_action_steps={n_action_steps} exceeds model.chunk_size={chunk_size}; "
+            f"model.n_action_steps={arch.n_action_steps} exceeds model.chunk_size={arch.chunk_size}; "
             "expected n_action_steps <= chunk_size"
         )
-    if temporal_ensemble_coeff is not None and n_action_steps != 1:
+    if arch.temporal_ensemble_coeff is not None and arch.n_action_steps != 1:
         raise ActlabError(
             "model.temporal_ensemble_coeff needs model.n_action_steps=1 (the policy is queried every "
-            f"step); got n_action_steps={n_action_steps}"
+            f"step); got n_action_steps={arch.n_action_steps}"
         )
+    if arch.n_obs_steps < 1:
+        raise ActlabError(f"model.n_obs_steps={arch.n_obs_steps}; expected 1 or more")
+    if arch.loss not in LOSSES:
+        raise ActlabError(f"model.loss={arch.loss!r} is not one of {list(LOSSES)}")
 
 
 def _as_feature(value: PolicyFeature | dict[str, Any]) -> PolicyFeature:

@@ -8,20 +8,21 @@ Inputs use LeRobot's batch keys: `observation.state` (B, S), `observation.enviro
 from __future__ import annotations
 
 from collections import deque
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F  # noqa: N812
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from actlab.errors import ActlabError
 from actlab.policy.act import ACT
-from actlab.policy.config import ACTION, ACTION_IS_PAD, ACTPolicyConfig
+from actlab.policy.config import ACTION, ACTION_IS_PAD, OBSERVATION_IS_PAD, ACTPolicyConfig
 from actlab.policy.normalize import Normalizer
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+PRECISIONS = ("fp32", "bf16")
 
 
 class TemporalEnsembler:
@@ -69,10 +70,27 @@ class ACTPolicy(nn.Module):
     ):
         super().__init__()
         self.config = config
-        self.normalizer = Normalizer({**config.input_features, **config.output_features}, stats)
         self.model = ACT(config, load_backbone_weights=load_backbone_weights)
         self.image_keys = list(config.image_features)
+        if stats is not None and self.image_keys and self.model.backbone.image_stats is not None:
+            # The backbone's weights expect their own input normalisation (ImageNet, CLIP).
+            mean, std = self.model.backbone.image_stats
+            fixed = {"mean": torch.tensor(mean).view(3, 1, 1), "std": torch.tensor(std).view(3, 1, 1)}
+            stats = {**stats, **{key: fixed for key in self.image_keys}}
+        self.normalizer = Normalizer({**config.input_features, **config.output_features}, stats)
+        self.loss_key = f"{config.loss}_loss"
+        self.configure_inference()
         self.reset()
+
+    def configure_inference(self, precision: str = "fp32", compile: bool = False) -> ACTPolicy:
+        """How `predict_action_chunk` and `select_action` run: `bf16` autocasts the network's matmuls and
+        convolutions to bfloat16 (statistics and outputs stay float32); `compile` wraps it in torch.compile."""
+        if precision not in PRECISIONS:
+            raise ActlabError(f"policy.precision={precision!r} is not one of {list(PRECISIONS)}")
+        self.precision = precision
+        # Kept out of the module tree, so the weights are saved once, under `model.`.
+        self.__dict__["_inference_model"] = torch.compile(self.model) if compile else self.model
+        return self
 
     # ----------------------------------------------------------------------------------- inputs
     def _normalized_inputs(self, batch: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[Tensor]]:
@@ -82,12 +100,15 @@ class ACTPolicy(nn.Module):
                 raise ActlabError(f"the policy needs input '{key}', which the batch does not have")
             if feature.type != "VISUAL":
                 out[key] = self.normalizer.normalize(key, batch[key].float())
+        if OBSERVATION_IS_PAD in batch:
+            out[OBSERVATION_IS_PAD] = batch[OBSERVATION_IS_PAD]
         images = [self.normalizer.normalize(key, _to_unit_float(batch[key])) for key in self.image_keys]
         return out, images
 
     # ----------------------------------------------------------------------------------- training
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Loss dict: `loss` (to minimise), `l1_loss`, and `kld_loss` when the VAE is on."""
+        """Loss dict: `loss` (to minimise), the action loss `l1_loss` or `l2_loss` (`model.loss`), and
+        `kld_loss` when the VAE is on."""
         inputs, images = self._normalized_inputs(batch)
         target = self.normalizer.normalize(ACTION, batch[ACTION].float())
         inputs[ACTION] = target
@@ -95,31 +116,40 @@ class ACTPolicy(nn.Module):
         actions, mu, log_sigma_x2 = self.model(inputs, images)
 
         # Mean over the valid (not padded) steps only; LeRobot 0.4 divides by padded steps as well.
-        valid = (~batch[ACTION_IS_PAD]).unsqueeze(-1).to(actions.dtype)
+        valid = (~batch[ACTION_IS_PAD]).unsqueeze(-1).to(torch.float32)
         n_valid = valid.sum() * target.shape[-1]
-        l1 = (F.l1_loss(actions.float(), target, reduction="none") * valid).sum() / n_valid.clamp(min=1)
-        losses = {"l1_loss": l1}
-        loss = l1
+        error = actions.float() - target
+        per_element = error.abs() if self.config.loss == "l1" else error.square()
+        action_loss = (per_element * valid).sum() / n_valid.clamp(min=1)
+        losses = {self.loss_key: action_loss}
+        loss = action_loss
         if mu is not None:
             kld = (-0.5 * (1 + log_sigma_x2 - mu.pow(2) - log_sigma_x2.exp())).sum(-1).mean()
             losses["kld_loss"] = kld
-            loss = l1 + self.config.kl_weight * kld
+            loss = action_loss + self.config.kl_weight * kld
         losses["loss"] = loss
         return losses
 
     # ----------------------------------------------------------------------------------- inference
     @torch.inference_mode()
     def predict_action_chunk(self, observation: dict[str, Tensor]) -> Tensor:
-        """(B, chunk_size, action_dim) actions in dataset units. Puts the policy in eval mode."""
+        """(B, chunk_size, action_dim) actions in dataset units, from observations laid out as in training
+        batches (with n_obs_steps > 1: a time axis and `observation_is_pad`). Puts the policy in eval mode."""
         self.eval()
         inputs, images = self._normalized_inputs(observation)
-        actions = self.model(inputs, images)[0]
+        device = next(self.parameters()).device
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if self.precision == "bf16" else nullcontext()
+        with autocast:
+            actions = self._inference_model(inputs, images)[0]
         return self.normalizer.unnormalize(ACTION, actions.float())
 
     @torch.inference_mode()
     def select_action(self, observation: dict[str, Tensor]) -> Tensor:
-        """The (B, action_dim) action to execute now: from the queue of the last chunk's first
-        `n_action_steps` actions, or the temporal ensemble of every chunk when that is configured."""
+        """The (B, action_dim) action to execute now, given the current (B, ...) observation: from the
+        queue of the last chunk's first `n_action_steps` actions, or the temporal ensemble of every chunk
+        when that is configured. With n_obs_steps > 1 the policy keeps the episode's recent observations."""
+        if self.config.n_obs_steps > 1:
+            observation = self._with_history(observation)
         if self._ensembler is not None:
             return self._ensembler.update(self.predict_action_chunk(observation))
         if not self._queue:
@@ -127,11 +157,26 @@ class ACTPolicy(nn.Module):
             self._queue.extend(chunk.transpose(0, 1))
         return self._queue.popleft()
 
+    def _with_history(self, observation: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The last n_obs_steps observations stacked on a time axis; before the episode has that many,
+        the first one is repeated and flagged in `observation_is_pad` (as the training windows do)."""
+        keys = list(self.config.input_features)
+        self._history.append({k: observation[k] for k in keys if k in observation})
+        steps = self.config.n_obs_steps
+        missing = steps - len(self._history)
+        frames = [self._history[0]] * missing + list(self._history)
+        out = {k: torch.stack([f[k] for f in frames], dim=1) for k in frames[-1]}
+        batch = next(iter(out.values())).shape[0]
+        pad = torch.arange(steps) < missing
+        out[OBSERVATION_IS_PAD] = pad.expand(batch, steps).to(next(iter(out.values())).device)
+        return out
+
     def reset(self) -> None:
-        """Forget queued actions; call at the start of every episode."""
+        """Forget queued actions and observation history; call at the start of every episode."""
         coeff = self.config.temporal_ensemble_coeff
         self._ensembler = TemporalEnsembler(coeff, self.config.chunk_size) if coeff is not None else None
         self._queue: deque[Tensor] = deque(maxlen=self.config.n_action_steps)
+        self._history: deque[dict[str, Tensor]] = deque(maxlen=self.config.n_obs_steps)
 
     # ----------------------------------------------------------------------------------- files
     def save_pretrained(self, directory: str | Path) -> None:
@@ -139,14 +184,20 @@ class ACTPolicy(nn.Module):
         write_policy_files(Path(directory), self.config, self.state_dict())
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> ACTPolicy:
+    def from_pretrained(
+        cls,
+        directory: str | Path,
+        map_location: str | torch.device = "cpu",
+        precision: str = "fp32",
+        compile: bool = False,
+    ) -> ACTPolicy:
         directory = Path(directory)
         for name in (CONFIG_NAME, WEIGHTS_NAME):
             if not (directory / name).is_file():
                 raise ActlabError(f"{directory} is not a policy folder: {name} is missing")
         policy = cls(ACTPolicyConfig.load(directory / CONFIG_NAME), load_backbone_weights=False)
         policy.load_state_dict(load_file(directory / WEIGHTS_NAME, device=str(map_location)))
-        return policy.to(map_location).eval()
+        return policy.to(map_location).eval().configure_inference(precision, compile)
 
 
 def write_policy_files(directory: Path, config: ACTPolicyConfig, state_dict: dict[str, Tensor]) -> None:

@@ -46,7 +46,8 @@ class TrainingMetrics(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         update_s = time.perf_counter() - self._batch_start
         metrics = trainer.callback_metrics
-        for key in ("train/loss", "train/l1_loss", "train/kld_loss"):
+        action_loss = f"train/{pl_module.policy.loss_key}"
+        for key in ("train/loss", action_loss, "train/kld_loss"):
             if key in metrics:
                 self._totals[key] = self._totals.get(key, 0.0) + float(metrics[key])
         self._count += 1
@@ -65,7 +66,7 @@ class TrainingMetrics(Callback):
             mean = {k: v / self._count for k, v in self._totals.items()}
             line = (
                 f"Step {step}/{trainer.max_steps} | Loss: {mean.get('train/loss', float('nan')):.4f} "
-                f"| L1: {mean.get('train/l1_loss', float('nan')):.4f}"
+                f"| {pl_module.policy.config.loss.upper()}: {mean.get(action_loss, float('nan')):.4f}"
             )
             if "train/kld_loss" in mean:
                 line += f" | KLD: {mean['train/kld_loss']:.4f}"

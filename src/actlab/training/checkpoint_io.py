@@ -7,10 +7,14 @@
 
 A folder is written under a temporary name and renamed into place, so an interrupted save never leaves
 a half-written checkpoint; replacing one (`last`, `best`) moves the old one aside first.
+
+Folders saved at the same global step (`step_N`, `last`, `best`, `final` often coincide) share their
+byte-identical files as hard links, so a large model's weights and optimiser state are stored once.
 """
 
 from __future__ import annotations
 
+import filecmp
 import json
 import os
 import shutil
@@ -31,6 +35,9 @@ MODULE_PREFIX = "policy."  # the LightningModule's attribute holding the policy
 
 
 class FolderCheckpointIO(CheckpointIO):
+    def __init__(self) -> None:
+        self._previous: tuple[int, Path] | None = None  # (global step, folder) of the last save
+
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
         path = Path(path)
         state = dict(checkpoint)
@@ -43,7 +50,11 @@ class FolderCheckpointIO(CheckpointIO):
         write_policy_files(tmp, policy_config, weights)
         (tmp / HYPERPARAMETERS).write_text(json.dumps(run_config, indent=2, default=str))
         torch.save(state, tmp / TRAINING_STATE)
+        step = state.get("global_step")
+        if self._previous is not None and self._previous[0] == step:
+            share_identical_files(tmp, self._previous[1])
         replace_dir(tmp, path)
+        self._previous = (step, path)
 
     def load_checkpoint(
         self, path: str | Path, map_location: Any = None, weights_only: bool | None = None
@@ -58,6 +69,20 @@ class FolderCheckpointIO(CheckpointIO):
 
     def remove_checkpoint(self, path: str | Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def share_identical_files(folder: Path, other: Path) -> None:
+    """Replaces each file of `folder` that is byte-identical to the same-named file of `other` by a hard
+    link to it. Best effort: a file system without hard links keeps the copies."""
+    for file in folder.iterdir():
+        twin = other / file.name
+        try:
+            if twin.is_file() and twin.stat().st_size == file.stat().st_size and filecmp.cmp(file, twin, False):
+                link = file.with_name(f".{file.name}.link")
+                os.link(twin, link)
+                os.replace(link, file)
+        except OSError:
+            continue
 
 
 def replace_dir(new: Path, target: Path) -> None:

@@ -16,7 +16,8 @@ BACKBONE_PREFIX = "model.backbone."
 
 
 def param_groups(policy: ACTPolicy, lr: float, lr_backbone: float) -> list[dict[str, Any]]:
-    """Trainable parameters in two groups: the image backbone (its own lr) and everything else."""
+    """Trainable parameters in two groups: the image backbone, whichever encoder it is (its own lr), and
+    everything else. Frozen parameters are left out of the optimiser."""
     trainable = [(n, p) for n, p in policy.named_parameters() if p.requires_grad]
     backbone = [p for n, p in trainable if n.startswith(BACKBONE_PREFIX)]
     rest = [p for n, p in trainable if not n.startswith(BACKBONE_PREFIX)]
@@ -62,7 +63,7 @@ class ACTLightningModule(L.LightningModule):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         # In eval mode the latent is zero, as at inference: this is the action prediction error.
         losses = self.policy(batch)
-        self.log("val/loss", losses["l1_loss"], batch_size=len(batch["action"]), sync_dist=True)
+        self.log("val/loss", losses[self.policy.loss_key], batch_size=len(batch["action"]), sync_dist=True)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # The norm before clipping, on the steps whose metrics reach the loggers.

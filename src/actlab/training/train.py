@@ -16,12 +16,13 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from actlab.config.compose import check_config
 from actlab.config.schema import DatasetConfig
 from actlab.data.datamodule import ACTDataModule
 from actlab.data.store import EpisodeStore
 from actlab.errors import ActlabError
 from actlab.policy import ACTPolicy, ACTPolicyConfig
-from actlab.policy.config import ACTArchitecture, check_architecture
+from actlab.policy.config import ACTArchitecture
 from actlab.sim.envs import make_env
 from actlab.sim.rollout import check_compatible, evaluate_policy
 from actlab.training.callbacks import (
@@ -141,7 +142,7 @@ def describe(cfg: DictConfig, dm: ACTDataModule, policy: ACTPolicy, trainer: L.T
 
 def train(cfg: DictConfig) -> dict[str, float]:
     m = cfg.model
-    check_architecture(m.dim_model, m.n_heads, m.chunk_size, m.n_action_steps, m.temporal_ensemble_coeff)
+    check_config(cfg)
     resume = resume_checkpoint(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.paths.output_dir)
@@ -149,6 +150,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     dm = ACTDataModule(dataset_config(cfg), cfg.paths.cache_dir, m.chunk_size, cfg.seed, m.n_obs_steps)
     store = dm.prepare()
     policy = ACTPolicy(build_policy_config(cfg, store), stats=store.stats, load_backbone_weights=resume is None)
+    policy.configure_inference(cfg.policy.precision, cfg.policy.compile)  # for evaluation rollouts
 
     env = make_env(cfg.env)
     if env is not None:

@@ -1,0 +1,336 @@
+"""Image encoders (resnet18, clip, pri3d) with every camera-fusion mode, their weight files, freezing, and the
+model variants around them: observation history, l2 loss, several decoder layers, bf16 inference."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from actlab.errors import ActlabError
+from actlab.policy import ACTPolicy, ACTPolicyConfig
+from actlab.policy.config import OBSERVATION_IS_PAD
+from actlab.policy.encoders import build_backbone
+from actlab.policy.encoders.clip import CLIP_STATS
+from actlab.policy.encoders.resnet import IMAGENET_STATS
+from actlab.training.module import ACTLightningModule
+from actlab.training.train import train
+from tests.conftest import FAST, compose_train
+from tests.test_policy import SMALL, features, random_obs, random_stats
+
+ENCODERS = {
+    "resnet18": {"name": "resnet18", "pretrained": None},
+    "clip": {"name": "clip", "pretrained": None},
+    "pri3d": {"name": "pri3d", "pretrained": None, "depth": 18},
+}
+FUSE_MODES = ["none", "mean", "concat_mlp", "gated"]
+
+
+def make_policy(encoder: dict, cameras=("top", "wrist"), hw=(32, 40), **overrides) -> ACTPolicy:
+    inputs, outputs = features(cameras, hw=hw)
+    cfg = ACTPolicyConfig(input_features=inputs, output_features=outputs, encoder=encoder, **{**SMALL, **overrides})
+    return ACTPolicy(cfg, random_stats({**inputs, **outputs}, __import__("numpy").random.default_rng(0)))
+
+
+def training_batch(policy: ACTPolicy, batch: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
+    c = policy.config
+    obs = random_obs(c.input_features, batch, seed)
+    if c.n_obs_steps > 1:
+        obs = {k: v.unsqueeze(1).repeat_interleave(c.n_obs_steps, 1) for k, v in obs.items()}
+        obs[OBSERVATION_IS_PAD] = torch.zeros(batch, c.n_obs_steps, dtype=torch.bool)
+    g = torch.Generator().manual_seed(seed)
+    obs["action"] = torch.randn(batch, c.chunk_size, c.action_feature.shape[0], generator=g)
+    obs["action_is_pad"] = torch.zeros(batch, c.chunk_size, dtype=torch.bool)
+    return obs
+
+
+# ------------------------------------------------------------------------------------------ training runs
+@pytest.mark.parametrize("fuse", FUSE_MODES)
+@pytest.mark.parametrize("encoder", list(ENCODERS))
+def test_each_encoder_and_fuse_mode_trains_two_steps(tmp_path, video_dataset, encoder, fuse):
+    extra = ["encoder.depth=18"] if encoder == "pri3d" else []
+    cfg = compose_train(
+        [
+            f"dataset.root={video_dataset}",
+            "model=tiny",
+            f"encoder={encoder}",
+            "encoder.pretrained=null",
+            f"encoder.fuse={fuse}",
+            "dataset.batch_size=2",
+            "trainer.max_steps=2",
+            "checkpoint.save_freq=0",
+            *FAST,
+            *extra,
+        ],
+        tmp_path,
+    )
+    metrics = train(cfg)
+    assert torch.isfinite(torch.tensor(metrics["train/loss"]))
+    final = Path(cfg.paths.output_dir) / "checkpoints" / "final"
+    saved = json.loads((final / "config.json").read_text())
+    assert (saved["encoder"]["name"], saved["encoder"]["fuse"]) == (encoder, fuse)
+    policy = ACTPolicy.from_pretrained(final)
+    assert policy.model.fuse == fuse
+
+
+# ------------------------------------------------------------------------------------------ save / load
+@pytest.mark.parametrize("fuse", ["none", "gated"])
+@pytest.mark.parametrize("encoder", list(ENCODERS))
+def test_save_load_round_trip_gives_identical_actions(tmp_path, encoder, fuse):
+    policy = make_policy({**ENCODERS[encoder], "fuse": fuse}).eval()
+    obs = random_obs(policy.config.input_features, 2)
+    policy.save_pretrained(tmp_path / "policy")
+    loaded = ACTPolicy.from_pretrained(tmp_path / "policy")
+    assert torch.equal(policy.predict_action_chunk(obs), loaded.predict_action_chunk(obs))
+
+
+def test_encoders_bring_their_input_normalisation():
+    assert make_policy(ENCODERS["clip"]).model.backbone.image_stats == CLIP_STATS
+    assert make_policy(ENCODERS["pri3d"]).model.backbone.image_stats == IMAGENET_STATS
+    assert make_policy(ENCODERS["resnet18"]).model.backbone.image_stats is None  # random init: dataset stats
+    policy = make_policy(ENCODERS["clip"])
+    mean = policy.normalizer.stats["observation__images__top"].mean.flatten().tolist()
+    assert mean == pytest.approx(CLIP_STATS[0])
+
+
+def test_parameter_counts_per_encoder():
+    counts = {
+        name: sum(p.numel() for p in build_backbone({**cfg, "depth": 50}).parameters())
+        for name, cfg in ENCODERS.items()
+    }
+    # torchvision trunks without fc (frozen BatchNorm statistics are buffers), open_clip's ViT-B/32 tower
+    assert counts == {"resnet18": 11_166_912, "pri3d": 23_454_912, "clip": 87_849_216}
+
+
+# ------------------------------------------------------------------------------------------ freezing
+def one_optimizer_step(policy: ACTPolicy) -> dict[str, torch.Tensor]:
+    module = ACTLightningModule(policy, _optim(), _sched(), max_steps=10)
+    optimizer = module.configure_optimizers()["optimizer"]
+    before = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    policy.train()
+    policy(training_batch(policy))["loss"].backward()
+    optimizer.step()
+    return before
+
+
+def _optim():
+    from actlab.config.schema import OptimizerConfig
+
+    return OptimizerConfig(lr=1e-3, lr_backbone=1e-3)
+
+
+def _sched():
+    from actlab.config.schema import SchedulerConfig
+
+    return SchedulerConfig(warmup_steps=0)
+
+
+@pytest.mark.parametrize("encoder", ["clip", "pri3d"])
+def test_unfrozen_backbone_and_fusion_head_really_train(encoder):
+    policy = make_policy({**ENCODERS[encoder], "fuse": "gated", "freeze": False}, cameras=("top",))
+    before = one_optimizer_step(policy)
+    changed = {n for n, p in policy.named_parameters() if not torch.equal(p, before[n])}
+    backbone = {n for n, _ in policy.named_parameters() if n.startswith("model.backbone.")}
+    assert len(changed & backbone) > 0.9 * len(backbone)  # gradients reached (almost) every backbone tensor
+    assert "model.encoder_img_fusion.proj.weight" in changed
+
+
+@pytest.mark.parametrize("encoder", ["clip", "pri3d"])
+def test_frozen_backbone_is_left_out_of_the_optimiser_and_unchanged(encoder):
+    policy = make_policy({**ENCODERS[encoder], "fuse": "mean", "freeze": True}, cameras=("top",))
+    module = ACTLightningModule(policy, _optim(), _sched(), max_steps=10)
+    optimized = {id(p) for g in module.configure_optimizers()["optimizer"].param_groups for p in g["params"]}
+    before = one_optimizer_step(policy)
+    for name, p in policy.named_parameters():
+        if name.startswith("model.backbone."):
+            assert id(p) not in optimized and p.grad is None and torch.equal(p, before[name]), name
+    assert not torch.equal(policy.model.encoder_img_fusion.proj.weight, before["model.encoder_img_fusion.proj.weight"])
+
+
+# ------------------------------------------------------------------------------------------ weight files
+def fake_pri3d_checkpoint(path: Path, depth: int = 18) -> torchvision.models.ResNet:
+    """A checkpoint as Pri3D writes it: the trunk under backbone.encoder., plus decoder and 3-D head keys."""
+    reference = getattr(torchvision.models, f"resnet{depth}")()
+    state = {f"backbone.encoder.{k}": v for k, v in reference.state_dict().items() if not k.startswith("fc.")}
+    state["backbone.decoder.conv.weight"] = torch.randn(8, 4, 3, 3)
+    state["head3d.proj.weight"] = torch.randn(4, 4)
+    torch.save({"model": state, "epoch": 7}, path)
+    return reference
+
+
+def test_pri3d_checkpoint_loads_its_encoder_trunk(tmp_path):
+    reference = fake_pri3d_checkpoint(tmp_path / "pri3d.pth")
+    backbone = build_backbone(
+        {"name": "pri3d", "pretrained": "pri3d", "weights": str(tmp_path / "pri3d.pth"), "depth": 18}
+    )
+    assert torch.equal(backbone.layer3[0].conv1.weight, reference.layer3[0].conv1.weight)
+    assert torch.equal(backbone.bn1.running_mean, reference.bn1.running_mean)
+    assert backbone.out_channels == 512
+
+
+@pytest.mark.parametrize(
+    "tamper,message",
+    [
+        (
+            lambda s: s.update({"backbone.encoder.conv1.weight": torch.zeros(64, 3, 5, 5)}),
+            r"backbone.encoder.conv1.weight has shape \(64, 3, 5, 5\), resnet18 expects \(64, 3, 7, 7\)",
+        ),
+        (
+            lambda s: s.pop("backbone.encoder.layer4.1.bn2.running_var"),
+            r"1 resnet18 keys missing \(e.g. backbone.encoder.layer4.1.bn2.running_var\)",
+        ),
+        (
+            lambda s: s.update({"backbone.encoder.layer5.0.weight": torch.zeros(1)}),
+            r"keys that resnet18 does not have \(e.g. backbone.encoder.layer5.0.weight\)",
+        ),
+    ],
+)
+def test_bad_pri3d_checkpoint_fails_with_one_line(tmp_path, tamper, message):
+    fake_pri3d_checkpoint(tmp_path / "pri3d.pth")
+    checkpoint = torch.load(tmp_path / "pri3d.pth", weights_only=True)
+    tamper(checkpoint["model"])
+    torch.save(checkpoint, tmp_path / "pri3d.pth")
+    with pytest.raises(ActlabError, match=message) as e:
+        build_backbone({"name": "pri3d", "pretrained": "pri3d", "weights": str(tmp_path / "pri3d.pth"), "depth": 18})
+    assert "\n" not in str(e.value)
+
+
+def test_pri3d_of_another_depth_or_without_a_file_fails_with_one_line(tmp_path):
+    fake_pri3d_checkpoint(tmp_path / "pri3d.pth", depth=18)
+    with pytest.raises(ActlabError, match=r"resnet50 keys missing .* is encoder.depth=50 right\?"):
+        build_backbone({"name": "pri3d", "pretrained": "pri3d", "weights": str(tmp_path / "pri3d.pth"), "depth": 50})
+    with pytest.raises(ActlabError, match=r"needs encoder.weights=/path/to/pri3d_checkpoint.pth"):
+        build_backbone({"name": "pri3d", "pretrained": "pri3d"})
+
+
+def test_clip_weights_load_from_an_open_clip_file_or_the_run_says_how_to_get_them(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))  # an empty Hugging Face cache
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(ActlabError, match=r"no ViT-B-32 weights in the Hugging Face cache; download https://"):
+        build_backbone({"name": "clip", "pretrained": "openai"})
+
+    reference = build_backbone({"name": "clip", "pretrained": None})
+    state = {f"visual.{k}": v for k, v in reference.visual.state_dict().items()}
+    state["text_projection"] = torch.zeros(512, 512)  # the text tower is ignored
+    save_file(state, tmp_path / "open_clip_model.safetensors")
+    loaded = build_backbone(
+        {"name": "clip", "pretrained": "openai", "weights": str(tmp_path / "open_clip_model.safetensors")}
+    )
+    assert torch.equal(loaded.visual.conv1.weight, reference.visual.conv1.weight)
+
+    del state["visual.proj"]
+    save_file(state, tmp_path / "partial.safetensors")
+    with pytest.raises(ActlabError, match=r"does not match the CLIP vision tower \(1 missing"):
+        build_backbone({"name": "clip", "pretrained": "openai", "weights": str(tmp_path / "partial.safetensors")})
+
+
+def test_clip_feature_map_is_the_patch_grid_at_224():
+    backbone = build_backbone(ENCODERS["clip"])
+    assert backbone(torch.rand(2, 3, 96, 96)).shape == (2, 768, 7, 7)
+    assert backbone.embed(torch.rand(2, 3, 96, 96)).shape == (2, 512)
+
+
+# ------------------------------------------------------------------------------------------ model variants
+def test_observation_history_uses_every_unpadded_step():
+    policy = make_policy(ENCODERS["resnet18"], n_obs_steps=3).eval()
+    obs = training_batch(policy)
+    base = policy.predict_action_chunk(obs)
+    older = dict(obs)
+    older["observation.state"] = obs["observation.state"].clone()
+    older["observation.state"][:, 0] += 1.0
+    assert not torch.allclose(policy.predict_action_chunk(older), base)  # the oldest step matters...
+    padded = {**obs, OBSERVATION_IS_PAD: torch.tensor([[True, False, False]] * 2)}
+    padded_older = {**older, OBSERVATION_IS_PAD: padded[OBSERVATION_IS_PAD]}
+    torch.testing.assert_close(policy.predict_action_chunk(padded), policy.predict_action_chunk(padded_older))
+    # ...unless it is padding, which attention ignores
+
+
+def test_select_action_keeps_the_episode_history():
+    policy = make_policy(ENCODERS["resnet18"], n_obs_steps=3, n_action_steps=1).eval()
+    frames = [random_obs(policy.config.input_features, 1, seed=i) for i in range(4)]
+    stacked = lambda fs: {k: torch.stack([f[k] for f in fs], 1) for k in fs[0]}  # noqa: E731
+    policy.reset()
+    first = policy.select_action(frames[0])
+    expected = policy.predict_action_chunk(
+        {**stacked([frames[0]] * 3), OBSERVATION_IS_PAD: torch.tensor([[True, True, False]])}
+    )[:, 0]
+    torch.testing.assert_close(first, expected)
+    for f in frames[1:]:
+        last = policy.select_action(f)
+    full = policy.predict_action_chunk({**stacked(frames[1:]), OBSERVATION_IS_PAD: torch.zeros(1, 3, dtype=torch.bool)})
+    torch.testing.assert_close(last, full[:, 0])
+
+
+def test_n_obs_steps_3_trains_end_to_end(tmp_path, png_dataset):
+    cfg = compose_train(
+        [
+            f"dataset.root={png_dataset}",
+            "model=tiny",
+            "model.n_obs_steps=3",
+            "encoder.pretrained=null",
+            "dataset.batch_size=2",
+            "trainer.max_steps=2",
+            "checkpoint.save_freq=0",
+            *FAST,
+        ],
+        tmp_path,
+    )
+    train(cfg)
+    policy = ACTPolicy.from_pretrained(Path(cfg.paths.output_dir) / "checkpoints" / "final")
+    assert policy.config.n_obs_steps == 3 and policy.model.encoder_obs_step_embed.weight.shape[0] == 3
+    obs = random_obs(policy.config.input_features, 1)
+    obs["observation.images.front"] = (obs["observation.images.front"] * 255).to(torch.uint8)
+    assert policy.select_action(obs).shape == (1, 5)
+
+
+def test_l2_loss_is_the_masked_mean_squared_error():
+    policy = make_policy(ENCODERS["resnet18"], loss="l2", use_vae=False).eval()
+    batch = training_batch(policy)
+    batch["action_is_pad"][:, 6:] = True
+    losses = policy(batch)
+    pred = policy.normalizer.normalize("action", policy.predict_action_chunk(batch))
+    target = policy.normalizer.normalize("action", batch["action"])
+    expected = ((pred - target)[:, :6] ** 2).mean()
+    torch.testing.assert_close(losses["l2_loss"], expected, rtol=1e-4, atol=1e-5)
+    assert "l1_loss" not in losses
+
+
+def test_l2_loss_is_logged_under_its_name(tmp_path, state_dataset):
+    cfg = compose_train(
+        [
+            f"dataset.root={state_dataset}",
+            "model=tiny",
+            "model.loss=l2",
+            "trainer.max_steps=2",
+            "dataset.batch_size=2",
+            "checkpoint.save_freq=0",
+            *FAST,
+        ],
+        tmp_path,
+    )
+    metrics = train(cfg)
+    assert "train/l2_loss" in metrics and "train/l1_loss" not in metrics
+
+
+def test_every_decoder_layer_is_used():
+    policy = make_policy(ENCODERS["resnet18"], n_decoder_layers=3).eval()
+    obs = random_obs(policy.config.input_features, 2)
+    base = policy.predict_action_chunk(obs)
+    with torch.no_grad():
+        policy.model.decoder.layers[2].linear2.weight.mul_(2)
+    assert not torch.allclose(policy.predict_action_chunk(obs), base)
+
+
+def test_bf16_inference_stays_close_to_fp32():
+    policy = make_policy(ENCODERS["resnet18"]).eval()
+    obs = random_obs(policy.config.input_features, 2)
+    fp32 = policy.predict_action_chunk(obs)
+    bf16 = policy.configure_inference("bf16").predict_action_chunk(obs)
+    assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)
+    scale = policy.normalizer.stats["action"].std
+    assert ((bf16 - fp32) / scale).abs().max() < 5e-2
