@@ -3,7 +3,7 @@
 import argparse
 import importlib
 
-BENCHMARKS = ["train_step", "loader"]
+BENCHMARKS = ["train_step", "loader", "inference"]
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)

@@ -334,3 +334,43 @@ def test_bf16_inference_stays_close_to_fp32():
     assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)
     scale = policy.normalizer.stats["action"].std
     assert ((bf16 - fp32) / scale).abs().max() < 5e-2
+
+
+# ------------------------------------------------------------------------------------------ fast inference
+def test_batchnorm_folding_keeps_the_backbone_function():
+    import copy
+
+    from actlab.policy.fast import fold_frozen_batchnorm
+
+    backbone = build_backbone({"name": "pri3d", "pretrained": None, "depth": 50}).eval()
+    for m in backbone.modules():  # non-trivial statistics
+        if hasattr(m, "running_var"):
+            m.running_var.uniform_(0.5, 2.0)
+            m.running_mean.normal_()
+    folded = copy.deepcopy(backbone)
+    assert fold_frozen_batchnorm(folded) == 53  # every conv of a resnet50, downsamples included
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), backbone(x), rtol=1e-3, atol=1e-3)
+
+
+def test_inference_copy_follows_weight_updates():
+    policy = make_policy(ENCODERS["resnet18"]).eval()
+    obs = random_obs(policy.config.input_features, 1)
+    before = policy.predict_action_chunk(obs)
+    with torch.no_grad():
+        policy.model.backbone.layer4[1].conv2.weight.mul_(3.0)  # as an optimiser step would, in place
+    after = policy.predict_action_chunk(obs)
+    assert not torch.allclose(after, before)
+    with torch.enable_grad():  # the plain backbone (the inference copy is used only without gradients)
+        reference = policy.model(*policy._normalized_inputs(obs))[0].detach()
+    torch.testing.assert_close(policy.normalizer.unnormalize("action", reference), after, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_compiled_policy_gives_the_same_actions():
+    policy = make_policy(ENCODERS["resnet18"], cameras=("top",)).eval()
+    obs = random_obs(policy.config.input_features, 1)
+    eager = policy.predict_action_chunk(obs)
+    compiled = policy.configure_inference("fp32", compile=True).predict_action_chunk(obs)
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)

@@ -141,7 +141,7 @@ def test_select_action_with_temporal_ensembling_queries_every_step():
     policy = make_policy(("top",), n_action_steps=1, temporal_ensemble_coeff=0.01)
     obs = random_obs(policy.config.input_features, batch=1)
     calls = []
-    policy.model.register_forward_hook(lambda *a: calls.append(1))
+    policy.model.decoder.register_forward_hook(lambda *a: calls.append(1))
     for _ in range(3):
         assert policy.select_action(obs).shape == (1, 4)
     assert len(calls) == 3

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from actlab.config.compose import CONFIG_DIR
 from actlab.config.schema import DatasetConfig, register_configs
 from actlab.data.formats import load_store
+from actlab.data.formats.lerobot import lerobot_feature_specs
 from actlab.data.store import EpisodeStore
 from actlab.errors import ActlabError
 
@@ -48,17 +49,7 @@ def write_lerobot(store: EpisodeStore, output: Path, repo_id: str, task: str, vi
     if output.exists():
         raise ActlabError(f"output={output} already exists; choose a new folder")
     os.environ.setdefault("SVT_LOG", "1")
-    features = {}
-    for key, feature in store.features.items():
-        if feature.type == "VISUAL":
-            channels, height, width = feature.shape
-            features[key] = {
-                "dtype": "video" if video else "image",
-                "shape": (height, width, channels),
-                "names": ["height", "width", "channels"],
-            }
-        else:
-            features[key] = {"dtype": "float32", "shape": tuple(feature.shape), "names": None}
+    features = lerobot_feature_specs(store.features, video)
     tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     output.parent.mkdir(parents=True, exist_ok=True)

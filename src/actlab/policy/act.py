@@ -12,11 +12,12 @@ state?, image cells of every camera (or one fused image token)].
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
+from torchvision.ops.misc import FrozenBatchNorm2d
 
 from actlab.policy.config import (
     ACTION,
@@ -27,6 +28,7 @@ from actlab.policy.config import (
     ACTPolicyConfig,
 )
 from actlab.policy.encoders import build_backbone
+from actlab.policy.fast import InferenceCopy
 from actlab.policy.fusion import CameraFusion
 
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "glu": F.glu}
@@ -213,11 +215,15 @@ class ACT(nn.Module):
             n_vae_tokens = 1 + cfg.chunk_size + (1 if state else 0)
             self.register_buffer("vae_encoder_pos_enc", sinusoidal_1d(n_vae_tokens, dim).unsqueeze(0))
 
+        self.__dict__["_fast"] = None  # inference copy of a ResNet backbone (actlab.policy.fast)
         if cfg.image_features:
             self.backbone = build_backbone(cfg.encoder, load_backbone_weights)
+            if any(isinstance(m, FrozenBatchNorm2d) for m in self.backbone.modules()):
+                self.__dict__["_fast"] = InferenceCopy(self.backbone, image_backbone=True)
 
         self.encoder = Encoder(cfg, cfg.n_encoder_layers)
         self.decoder = Decoder(cfg)
+        self.__dict__["_fast_encoder"] = InferenceCopy(self.encoder)  # bf16 weights for bf16 inference
 
         if state:
             self.encoder_robot_state_input_proj = nn.Linear(state.shape[0], dim)
@@ -241,6 +247,12 @@ class ACT(nn.Module):
 
     def forward(self, batch: dict[str, Tensor], images: list[Tensor]) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """Returns the (B, chunk_size, action_dim) chunk and the latent's (mean, 2*log sigma) or Nones."""
+        memory, pos, mask, mu, log_sigma_x2 = self.encode(batch, images)
+        return self.decode(memory, pos, mask), mu, log_sigma_x2
+
+    def encode(self, batch: dict[str, Tensor], images: list[Tensor]):
+        """The transformer encoder's output (memory), its position embedding and key-padding mask (or
+        None), and the latent's (mean, 2*log sigma) when the VAE encoder ran."""
         cfg = self.cfg
         history = cfg.n_obs_steps > 1
         ref = images[0] if images else batch.get(OBS_ENV_STATE, batch.get(OBS_STATE))
@@ -292,10 +304,19 @@ class ACT(nn.Module):
         tokens = torch.cat(tokens, dim=1)
         pos = torch.cat([p.to(tokens.dtype) for p in pos], dim=1)
 
-        memory = self.encoder(tokens, pos, mask)
-        queries = torch.zeros(batch_size, cfg.chunk_size, cfg.dim_model, device=device, dtype=memory.dtype)
+        if not self.training and not torch.is_grad_enabled() and _autocast_dtype(device) == torch.bfloat16:
+            # bf16 inference: weights cast once per weight update instead of on every call
+            encoder = self._fast_encoder.get(torch.bfloat16, device)
+            memory = encoder(tokens.to(torch.bfloat16), pos.to(torch.bfloat16), mask)
+        else:
+            memory = self.encoder(tokens, pos, mask)
+        return memory, pos, mask, mu, log_sigma_x2
+
+    def decode(self, memory: Tensor, pos: Tensor, mask: Tensor | None) -> Tensor:
+        """(B, chunk_size, action_dim) actions from the encoder's memory."""
+        queries = memory.new_zeros(memory.shape[0], self.cfg.chunk_size, self.cfg.dim_model)
         out = self.decoder(queries, memory, self.decoder_pos_embed.weight.unsqueeze(0), pos, mask)
-        return self.action_head(out), mu, log_sigma_x2
+        return self.action_head(out)
 
     def _image_tokens(self, images: list[Tensor]) -> tuple[Tensor, Tensor]:
         """Image tokens (B, T, n, D) of every camera and their position embedding (1, n, D).
@@ -306,6 +327,10 @@ class ACT(nn.Module):
         batch_size, steps = images[0].shape[:2]
         fused = self.fuse != "none"
         run = self.backbone.embed if fused else self.backbone
+        if self._fast is not None and not self.training and not torch.is_grad_enabled():
+            run = partial(
+                self._fast.run_backbone, "embed" if fused else "forward", dtype=_autocast_dtype(images[0].device)
+            )
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.backbone.frozen):
             if all(img.shape == images[0].shape for img in images):
                 # One backbone call for all cameras and steps (faster than one call per camera).
@@ -324,6 +349,13 @@ class ACT(nn.Module):
             emb = sinusoidal_2d(h, w, self.cfg.dim_model).to(fmap.device)
             pos.append(emb.flatten(1).transpose(0, 1))
         return torch.cat(tokens, dim=2), torch.cat(pos, dim=0).unsqueeze(0)
+
+
+def _autocast_dtype(device: torch.device) -> torch.dtype:
+    """bfloat16 inside a bf16 autocast region (policy.precision=bf16), else float32."""
+    if torch.is_autocast_enabled(device.type) and torch.get_autocast_dtype(device.type) == torch.bfloat16:
+        return torch.bfloat16
+    return torch.float32
 
 
 def _steps(x: Tensor, history: bool) -> Tensor:

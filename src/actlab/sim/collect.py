@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from actlab.config.schema import DemoCollectionConfig, EnvConfig
+from actlab.data.formats.lerobot import lerobot_feature_specs
 from actlab.errors import ActlabError
 from actlab.sim.envs import SimEnv, make_env
 from actlab.sim.lift_expert import LiftExpert
@@ -78,7 +79,7 @@ def collect_demonstrations(
     writer = LeRobotDataset.create(
         repo_id=f"actlab/{root.name}",
         fps=int(env.fps),
-        features=lerobot_features(env, cfg.video),
+        features=lerobot_feature_specs(env.features, cfg.video),
         root=tmp,
         use_videos=cfg.video,
         robot_type=robot_type,
@@ -132,22 +133,6 @@ def record_episode(env: SimEnv, expert, cfg: DemoCollectionConfig, seed: int, rn
             if hold <= 0:
                 return frames
     return None
-
-
-def lerobot_features(env: SimEnv, video: bool) -> dict[str, dict]:
-    """LeRobot feature specs for what the env observes; cameras as mp4 videos or png images."""
-    features = {}
-    for key, feature in env.features.items():
-        if feature.type == "VISUAL":
-            channels, height, width = feature.shape
-            features[key] = {
-                "dtype": "video" if video else "image",
-                "shape": (height, width, channels),
-                "names": ["height", "width", "channels"],
-            }
-        else:
-            features[key] = {"dtype": "float32", "shape": tuple(feature.shape), "names": None}
-    return features
 
 
 def _plain(node) -> dict:

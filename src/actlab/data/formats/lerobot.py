@@ -73,6 +73,23 @@ class Layout:
         return self.root / name, 0.0
 
 
+def lerobot_feature_specs(features: dict[str, PolicyFeature], video: bool) -> dict[str, dict]:
+    """LeRobot writer feature specs (`LeRobotDataset.create(features=...)`) for actlab features; cameras
+    as mp4 videos or png images, channels last."""
+    specs = {}
+    for key, feature in features.items():
+        if feature.type == "VISUAL":
+            channels, height, width = feature.shape
+            specs[key] = {
+                "dtype": "video" if video else "image",
+                "shape": (height, width, channels),
+                "names": ["height", "width", "channels"],
+            }
+        else:
+            specs[key] = {"dtype": "float32", "shape": tuple(feature.shape), "names": None}
+    return specs
+
+
 def load_lerobot(cfg: DatasetConfig, cache_dir: Path) -> EpisodeStore:
     """`dataset.format=lerobot`: a local folder, or the hub `repo_id` when `root` is null."""
     return load_layout(hub_root(cfg) if not cfg.root else local_root(cfg), cfg, cache_dir)
