@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -32,7 +33,7 @@ FUSE_MODES = ["none", "mean", "concat_mlp", "gated"]
 def make_policy(encoder: dict, cameras=("top", "wrist"), hw=(32, 40), **overrides) -> ACTPolicy:
     inputs, outputs = features(cameras, hw=hw)
     cfg = ACTPolicyConfig(input_features=inputs, output_features=outputs, encoder=encoder, **{**SMALL, **overrides})
-    return ACTPolicy(cfg, random_stats({**inputs, **outputs}, __import__("numpy").random.default_rng(0)))
+    return ACTPolicy(cfg, random_stats({**inputs, **outputs}, np.random.default_rng(0)))
 
 
 def training_batch(policy: ACTPolicy, batch: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:

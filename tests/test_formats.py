@@ -199,38 +199,17 @@ def test_actlab_convert_command(tmp_path):
     import sys
 
     root = write_npy(tmp_path / "npy", "folder", LENGTHS, bimanual_frames(LENGTHS))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "actlab.data.convert",
-            "dataset=npy",
-            f"dataset.root={root}",
-            f"output={tmp_path / 'out'}",
-            "video=false",
-            f"cache_dir={tmp_path / 'cache'}",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
+
+    def convert(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "actlab.data.convert", "dataset=npy", f"dataset.root={root}", *args]
+        return subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+
+    result = convert(f"output={tmp_path / 'out'}", "video=false", f"cache_dir={tmp_path / 'cache'}")
     assert result.returncode == 0, result.stderr[-2000:]
     store = load(tmp_path, tmp_path / "out", "lerobot")
     assert store.episode_lengths.tolist() == LENGTHS and store.camera_keys == [
         "observation.images.left",
         "observation.images.right",
     ]
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "actlab.data.convert",
-            "dataset=npy",
-            f"dataset.root={root}",
-            f"output={tmp_path / 'out'}",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
+    again = convert(f"output={tmp_path / 'out'}")
     assert again.returncode == 2 and again.stderr.strip().splitlines()[-1].startswith("error: output=")

@@ -304,7 +304,7 @@ class ACT(nn.Module):
         tokens = torch.cat(tokens, dim=1)
         pos = torch.cat([p.to(tokens.dtype) for p in pos], dim=1)
 
-        if not self.training and not torch.is_grad_enabled() and _autocast_dtype(device) == torch.bfloat16:
+        if self._inference_only() and _autocast_dtype(device) == torch.bfloat16:
             # bf16 inference: weights cast once per weight update instead of on every call
             encoder = self._fast_encoder.get(torch.bfloat16, device)
             memory = encoder(tokens.to(torch.bfloat16), pos.to(torch.bfloat16), mask)
@@ -318,6 +318,10 @@ class ACT(nn.Module):
         out = self.decoder(queries, memory, self.decoder_pos_embed.weight.unsqueeze(0), pos, mask)
         return self.action_head(out)
 
+    def _inference_only(self) -> bool:
+        """Eval mode without gradients: the inference copies (actlab.policy.fast) may stand in."""
+        return not self.training and not torch.is_grad_enabled()
+
     def _image_tokens(self, images: list[Tensor]) -> tuple[Tensor, Tensor]:
         """Image tokens (B, T, n, D) of every camera and their position embedding (1, n, D).
 
@@ -327,7 +331,7 @@ class ACT(nn.Module):
         batch_size, steps = images[0].shape[:2]
         fused = self.fuse != "none"
         run = self.backbone.embed if fused else self.backbone
-        if self._fast is not None and not self.training and not torch.is_grad_enabled():
+        if self._fast is not None and self._inference_only():
             run = partial(
                 self._fast.run_backbone, "embed" if fused else "forward", dtype=_autocast_dtype(images[0].device)
             )

@@ -1,7 +1,8 @@
-"""Inference copies of the image backbone: frozen BatchNorm folded into the convolutions, channels-last
-memory layout (what oneDNN's CPU convolutions and max-pooling are fastest on), optionally bfloat16 weights.
+"""Inference copies of parts of ACT: the ResNet backbone with frozen BatchNorm folded into the convolutions
+and channels-last memory layout where oneDNN's CPU kernels are faster, and bfloat16 copies (backbone,
+transformer encoder) so that bf16 inference does not re-cast the weights on every call.
 
-The copy is rebuilt whenever the backbone's parameters change (optimiser steps and `load_state_dict` bump
+A copy is rebuilt whenever the backbone's parameters change (optimiser steps and `load_state_dict` bump
 their version counters), so evaluation during training always sees the current weights. Training and any
 call that needs gradients use the backbone itself.
 """

@@ -14,11 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
 from actlab.errors import ActlabError
+from actlab.policy.encoders.files import read_weights_file
 
 CLIP_STATS = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
 # Hugging Face repos where open_clip 3.x fetches the OpenAI weights from.
@@ -79,10 +79,7 @@ def build_clip(cfg: dict[str, Any], load_weights: bool) -> CLIPVisionFeatures:
 
 def openai_weights_file(model_name: str, weights: str | None) -> Path:
     if weights:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise ActlabError(f"encoder.weights={weights}: no such file")
-        return path
+        return Path(weights).expanduser()  # read_weights_file says if it is missing
     repo = OPENAI_HUB.get(model_name)
     if repo is not None:
         from huggingface_hub import try_to_load_from_cache
@@ -101,15 +98,7 @@ def openai_weights_file(model_name: str, weights: str | None) -> Path:
 
 def load_clip_weights(visual: nn.Module, path: Path) -> None:
     """The `visual.*` part of an open_clip checkpoint (or a bare vision-tower state dict), loaded strictly."""
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(path)
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - one line for any unreadable file
-        raise ActlabError(f"encoder.weights={path}: cannot be read as a checkpoint ({e})") from None
+    state = read_weights_file(path)
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     state = {k.removeprefix("module."): v for k, v in state.items()}

@@ -11,13 +11,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
 import torchvision
 from torch import Tensor
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from actlab.errors import ActlabError
+from actlab.policy.encoders.files import read_weights_file
 
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
@@ -55,7 +55,7 @@ def load_imagenet_state_dict(arch: str, weights: str | None) -> dict[str, Tensor
             f"encoder.pretrained=imagenet: no {arch} weights at {path}; download {url} to that path "
             "(or pass encoder.weights=/path/to/file.pth), or set encoder.pretrained=null for random init"
         )
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return read_weights_file(path)
 
 
 def resnet_trunk(arch: str, dilation: bool = False) -> torchvision.models.ResNet:
@@ -104,13 +104,7 @@ def load_pri3d_checkpoint(net: torchvision.models.ResNet, weights: str | None, d
             "encoder.pretrained=pri3d needs encoder.weights=/path/to/pri3d_checkpoint.pth "
             "(a {'model': state_dict} file), or encoder.pretrained=null for random init"
         )
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        raise ActlabError(f"encoder.weights={weights}: no such file")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - unreadable or unsafe pickle: one line either way
-        raise ActlabError(f"encoder.weights={weights}: cannot be read as a torch checkpoint ({e})") from None
+    checkpoint = read_weights_file(weights)
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise ActlabError(f"encoder.weights={weights}: expected a {{'model': state_dict}} checkpoint")
