@@ -207,29 +207,6 @@ def test_pri3d_of_another_depth_or_without_a_file_fails_with_one_line(tmp_path):
         build_backbone({"name": "pri3d", "pretrained": "pri3d"})
 
 
-def test_clip_weights_load_from_an_open_clip_file_or_the_run_says_how_to_get_them(tmp_path, monkeypatch):
-    from safetensors.torch import save_file
-
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))  # an empty Hugging Face cache
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
-    with pytest.raises(ActlabError, match=r"no ViT-B-32 weights in the Hugging Face cache; download https://"):
-        build_backbone({"name": "clip", "pretrained": "openai"})
-
-    reference = build_backbone({"name": "clip", "pretrained": None})
-    state = {f"visual.{k}": v for k, v in reference.visual.state_dict().items()}
-    state["text_projection"] = torch.zeros(512, 512)  # the text tower is ignored
-    save_file(state, tmp_path / "open_clip_model.safetensors")
-    loaded = build_backbone(
-        {"name": "clip", "pretrained": "openai", "weights": str(tmp_path / "open_clip_model.safetensors")}
-    )
-    assert torch.equal(loaded.visual.conv1.weight, reference.visual.conv1.weight)
-
-    del state["visual.proj"]
-    save_file(state, tmp_path / "partial.safetensors")
-    with pytest.raises(ActlabError, match=r"does not match the CLIP vision tower \(1 missing"):
-        build_backbone({"name": "clip", "pretrained": "openai", "weights": str(tmp_path / "partial.safetensors")})
-
-
 def test_clip_feature_map_is_the_patch_grid_at_224():
     backbone = build_backbone(ENCODERS["clip"])
     assert backbone(torch.rand(2, 3, 96, 96)).shape == (2, 768, 7, 7)

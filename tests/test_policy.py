@@ -204,20 +204,3 @@ def test_l1_loss_is_the_mean_over_valid_steps_only():
 def test_invalid_architectures_fail_with_one_line(overrides, message):
     with pytest.raises(ActlabError, match=message):
         make_policy(("top",), **overrides)
-
-
-def test_imagenet_weights_come_from_a_local_file_or_the_run_stops_saying_where(tmp_path, monkeypatch):
-    import torchvision
-
-    from actlab.policy.encoders import build_backbone
-    from actlab.policy.encoders.resnet import IMAGENET_STATS
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty torchvision cache
-    with pytest.raises(ActlabError, match=r"no resnet18 weights at .*resnet18-f37072fd.pth; download https://"):
-        build_backbone({"name": "resnet18", "pretrained": "imagenet"})
-    reference = torchvision.models.resnet18()
-    torch.save(reference.state_dict(), tmp_path / "r18.pth")
-    backbone = build_backbone({"name": "resnet18", "pretrained": "imagenet", "weights": str(tmp_path / "r18.pth")})
-    assert backbone.out_channels == 512 and backbone.image_stats == IMAGENET_STATS
-    assert torch.equal(backbone.layer4[1].conv2.weight, reference.layer4[1].conv2.weight)
-    assert torch.equal(backbone.bn1.running_var, reference.bn1.running_var)  # FrozenBatchNorm keeps the statistics

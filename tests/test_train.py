@@ -151,7 +151,7 @@ def test_resume_without_a_checkpoint_fails(tmp_path, state_dataset):
 
 def test_resume_with_another_architecture_fails(tmp_path, state_dataset):
     first = run(tmp_path, state_dataset, "model=tiny")
-    with pytest.raises(ActlabError, match="model.dim_model is 64 but the checkpoint has 128"):
+    with pytest.raises(ActlabError, match="model.dim_model is 64 but the run being resumed had 128"):
         run(tmp_path, state_dataset, "model=tiny", "model.dim_model=64", f"resume={first}")
 
 

@@ -3,3 +3,10 @@
 
 class ActlabError(Exception):
     """Bad input from the user: a path, a key or a value that is not what was expected."""
+
+
+def reason(error: BaseException) -> str:
+    """An exception as `Type: first line of its message`, for one-line errors about files and downloads."""
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else "no details"
+    return f"{type(error).__name__}: {first if len(first) <= 200 else first[:197] + '...'}"

@@ -40,3 +40,46 @@ def check_config(cfg: DictConfig) -> None:
     check_encoder(cfg.encoder)
     if cfg.policy.precision not in PRECISIONS:
         raise ActlabError(f"policy.precision={cfg.policy.precision!r} is not one of {list(PRECISIONS)}")
+    check_formats(cfg)
+    check_optimized_metric(cfg)
+
+
+def check_formats(cfg: DictConfig) -> None:
+    from actlab.data.formats import FORMATS
+    from actlab.sim.envs import ENVS
+
+    if cfg.dataset.format not in FORMATS:
+        raise ActlabError(f"dataset.format={cfg.dataset.format!r} is not one of {sorted(FORMATS)}")
+    if cfg.env.type != "none" and cfg.env.type not in ENVS:
+        raise ActlabError(f"env.type={cfg.env.type!r} is not one of {['none', *sorted(ENVS)]}")
+
+
+def check_hardware(trainer: DictConfig) -> None:
+    """A GPU run on a machine without one stops before it starts, not in Lightning's accelerator set-up.
+    (Not part of `check_config`: a GPU config composes anywhere, e.g. to be submitted elsewhere.)"""
+    import torch
+
+    if str(trainer.accelerator) in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ActlabError(
+            f"trainer.accelerator={trainer.accelerator} (hardware=gpu) but no CUDA GPU is visible here "
+            "(torch.cuda.is_available() is False); use hardware=cpu, or hardware=auto to take a GPU when there is one"
+        )
+
+
+def loggable_metrics(cfg: DictConfig) -> list[str]:
+    """The metrics a run with this config logs (and so can hand to a sweeper as `optimized_metric`)."""
+    names = ["train/loss", f"train/{cfg.model.loss}_loss", "train/grad_norm", "lr", "val/loss"]
+    names += [f"train/{k}" for k in ("update_s", "dataloading_s", "samples", "epochs", "episodes")]
+    if cfg.model.use_vae:
+        names.append("train/kld_loss")
+    if cfg.env.type != "none" and (cfg.env.eval_freq > 0 or cfg.env.final_eval_episodes > 0):
+        names += [f"eval/{k}" for k in ("success_rate", "avg_reward", "avg_length")]
+    return names
+
+
+def check_optimized_metric(cfg: DictConfig) -> None:
+    metric = cfg.optimized_metric
+    if metric and metric not in loggable_metrics(cfg):
+        hint = " (eval/* needs an env with env.eval_freq>0 or env.final_eval_episodes>0)" if "eval/" in metric else ""
+        logged = loggable_metrics(cfg)
+        raise ActlabError(f"optimized_metric={metric} is not a metric this run logs{hint}; it logs {logged}")

@@ -170,9 +170,18 @@ class TrainConfig:
 def run_dir(resume: str | None, fresh: str) -> str:
     """Resolver behind `hydra.run.dir`: `resume=<run dir>` continues in that directory when it holds a
     checkpoint; otherwise the run starts in a fresh one (and `train` reports the bad resume path)."""
-    if resume and (Path(resume) / "checkpoints" / "last" / "training_state.pt").is_file():
+    if resume and has_last_checkpoint(Path(resume)):
         return str(resume)
     return fresh
+
+
+def has_last_checkpoint(run: Path) -> bool:
+    """`checkpoints/last` is there, or can be recovered (moved aside by a save that a kill interrupted on a
+    system without atomic folder exchange; `actlab.io.remove_stale` renames it back)."""
+    checkpoints = run / "checkpoints"
+    return (checkpoints / "last" / "training_state.pt").is_file() or any(
+        checkpoints.glob(".last.old-*/training_state.pt")
+    )
 
 
 def register_configs() -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from actlab.data.formats import load_store
 from actlab.data.formats.lerobot import lerobot_feature_specs
 from actlab.data.store import EpisodeStore
 from actlab.errors import ActlabError
+from actlab.io import atomic_dir, remove_stale
 
 log = logging.getLogger("actlab")
 
@@ -50,11 +50,11 @@ def write_lerobot(store: EpisodeStore, output: Path, repo_id: str, task: str, vi
         raise ActlabError(f"output={output} already exists; choose a new folder")
     os.environ.setdefault("SVT_LOG", "1")
     features = lerobot_feature_specs(store.features, video)
-    tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    writer = LeRobotDataset.create(repo_id=repo_id, fps=round(store.fps), features=features, root=tmp, use_videos=video)
-    try:
+    remove_stale(output.parent, output.name)
+    with atomic_dir(output, create=False) as tmp:
+        writer = LeRobotDataset.create(
+            repo_id=repo_id, fps=round(store.fps), features=features, root=tmp, use_videos=video
+        )
         for start, end in tqdm(
             zip(store.episode_starts, store.episode_ends, strict=True), total=store.num_episodes, desc="episodes"
         ):
@@ -62,9 +62,6 @@ def write_lerobot(store: EpisodeStore, output: Path, repo_id: str, task: str, vi
                 writer.add_frame({**{k: np.asarray(store.arrays[k][t]) for k in features}, "task": task})
             writer.save_episode()
         writer.finalize()
-        tmp.rename(output)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return output
 
 

@@ -1,20 +1,21 @@
 """Decoded camera frames, cached once as uint8 .npy files and memory-mapped for training.
 
 A cache entry is keyed by a fingerprint of the source files (path, size, mtime) and the decode
-settings, so editing the source rebuilds it. Entries are built in a temporary folder and renamed into
-place: a killed build never leaves a half-written entry.
+settings, so editing the source rebuilds it. Entries are published by `atomic_dir`: a killed build never
+leaves a half-written entry.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
+
+from actlab.io import atomic_dir, remove_stale
 
 CACHE_VERSION = 1
 
@@ -41,27 +42,22 @@ def cached_frames(
 
 
 def _build(entry: Path, shapes: dict[str, tuple[int, ...]], fill: Callable[[dict[str, np.ndarray]], None]) -> None:
-    tmp = entry.with_name(f".{entry.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    remove_stale(entry.parent)  # entries a killed build left behind
+    shutil.rmtree(entry, ignore_errors=True)  # an incomplete entry left by an older version
     try:
-        arrays = {
-            name: np.lib.format.open_memmap(tmp / f"{_file(name)}.npy", mode="w+", dtype=np.uint8, shape=shape)
-            for name, shape in shapes.items()
-        }
-        fill(arrays)
-        for array in arrays.values():
-            array.flush()
-        del arrays
-        (tmp / "complete").write_text("")
-        shutil.rmtree(entry, ignore_errors=True)  # an incomplete entry left by an older crash
-        try:
-            tmp.rename(entry)
-        except OSError:  # another process finished the same entry first
-            if not (entry / "complete").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_dir(entry) as tmp:
+            arrays = {
+                name: np.lib.format.open_memmap(tmp / f"{_file(name)}.npy", mode="w+", dtype=np.uint8, shape=shape)
+                for name, shape in shapes.items()
+            }
+            fill(arrays)
+            for array in arrays.values():
+                array.flush()
+            del arrays
+            (tmp / "complete").write_text("")
+    except FileExistsError:  # another process finished the same entry first
+        if not (entry / "complete").is_file():
+            raise
 
 
 def _file(name: str) -> str:

@@ -106,7 +106,19 @@ class ACTPolicyConfig(ACTArchitecture):
 
     @classmethod
     def load(cls, path: Path) -> ACTPolicyConfig:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """config.json of a policy folder; anything else is one line naming the file."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ActlabError(f"{path}: cannot be read as JSON ({e})") from None
+        if not isinstance(data, dict):
+            raise ActlabError(f"{path}: expected a JSON object (an actlab policy config)")
+        try:
+            return cls.from_dict(data)
+        except ActlabError as e:
+            raise ActlabError(f"{path}: {e}") from None
+        except (TypeError, KeyError, ValueError, AttributeError) as e:
+            raise ActlabError(f"{path}: not an actlab policy config ({type(e).__name__}: {e})") from None
 
 
 def check_architecture(arch: Any) -> None:

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from actlab.errors import ActlabError
+from actlab.errors import ActlabError, reason
 from actlab.policy.act import ACT
 from actlab.policy.config import ACTION, ACTION_IS_PAD, OBSERVATION_IS_PAD, ACTPolicyConfig
 from actlab.policy.normalize import Normalizer
@@ -108,6 +108,27 @@ class ACTPolicy(nn.Module):
         images = [self.normalizer.normalize(key, _to_unit_float(batch[key])) for key in self.image_keys]
         return out, images
 
+    def check_observation(self, observation: dict[str, Tensor], time_axis: bool) -> dict[str, Tensor]:
+        """The observation's inputs as tensors on the policy's device, after checking that each is batched
+        and has its feature's shape; anything else is one line naming the key and the expected shape."""
+        device = next(self.parameters()).device
+        out = dict(observation)
+        for key, feature in self.config.input_features.items():
+            if key not in observation:
+                names = list(self.config.input_features)
+                raise ActlabError(f"the observation has no '{key}'; the policy reads {names}")
+            value = observation[key]
+            if not isinstance(value, Tensor):
+                value = torch.as_tensor(value)
+            leading = ("batch", "n_obs_steps") if time_axis else ("batch",)
+            expected = [*leading, *feature.shape]
+            shape = list(value.shape)
+            if len(shape) != len(expected) or shape[len(leading) :] != list(feature.shape):
+                hint = "; add a batch dimension (e.g. value[None])" if shape == expected[1:] else ""
+                raise ActlabError(f"observation '{key}' has shape {shape}; expected {expected}{hint}")
+            out[key] = value.to(device)
+        return out
+
     # ----------------------------------------------------------------------------------- training
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Loss dict: `loss` (to minimise), the action loss `l1_loss` or `l2_loss` (`model.loss`), and
@@ -139,6 +160,7 @@ class ACTPolicy(nn.Module):
         """(B, chunk_size, action_dim) actions in dataset units, from observations laid out as in training
         batches (with n_obs_steps > 1: a time axis and `observation_is_pad`). Puts the policy in eval mode."""
         self.eval()
+        observation = self.check_observation(observation, time_axis=self.config.n_obs_steps > 1)
         inputs, images = self._normalized_inputs(observation)
         device = next(self.parameters()).device
         autocast = torch.autocast(device.type, dtype=torch.bfloat16) if self.precision == "bf16" else nullcontext()
@@ -155,7 +177,7 @@ class ACTPolicy(nn.Module):
         queue of the last chunk's first `n_action_steps` actions, or the temporal ensemble of every chunk
         when that is configured. With n_obs_steps > 1 the policy keeps the episode's recent observations."""
         if self.config.n_obs_steps > 1:
-            observation = self._with_history(observation)
+            observation = self._with_history(self.check_observation(observation, time_axis=False))
         if self._ensembler is not None:
             return self._ensembler.update(self.predict_action_chunk(observation))
         if not self._queue:
@@ -202,8 +224,42 @@ class ACTPolicy(nn.Module):
             if not (directory / name).is_file():
                 raise ActlabError(f"{directory} is not a policy folder: {name} is missing")
         policy = cls(ACTPolicyConfig.load(directory / CONFIG_NAME), load_backbone_weights=False)
-        policy.load_state_dict(load_file(directory / WEIGHTS_NAME, device=str(map_location)))
+        policy.load_weights(read_weights(directory / WEIGHTS_NAME, str(map_location)), directory / WEIGHTS_NAME)
         return policy.to(map_location).eval().configure_inference(precision, compile)
+
+    def load_weights(self, weights: dict[str, Tensor], source: Path) -> None:
+        """`load_state_dict`, strict, with a one-line error naming the first key that does not match."""
+        check_weights(self.state_dict(), weights, source)
+        self.load_state_dict(weights)
+
+
+def read_weights(path: Path, device: str = "cpu") -> dict[str, Tensor]:
+    """A safetensors file of weights; a missing, truncated or foreign file is one line."""
+    if not path.is_file():
+        raise ActlabError(f"{path} is missing")
+    try:
+        return load_file(path, device=device)
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+        raise ActlabError(f"{path}: cannot be read ({reason(e)})") from None
+
+
+def check_weights(expected: dict[str, Tensor], weights: dict[str, Tensor], source: Path) -> None:
+    """Every key of `expected` in `weights` with the same shape, and nothing else."""
+    missing = [k for k in expected if k not in weights]
+    unexpected = [k for k in weights if k not in expected]
+    wrong = [k for k in expected if k in weights and weights[k].shape != expected[k].shape]
+    if wrong:
+        k = wrong[0]
+        raise ActlabError(
+            f"{source}: '{k}' has shape {list(weights[k].shape)} but the policy in config.json expects "
+            f"{list(expected[k].shape)}; the weights and config.json come from different models"
+        )
+    if missing or unexpected:
+        example = f"missing e.g. '{missing[0]}'" if missing else f"unexpected e.g. '{unexpected[0]}'"
+        raise ActlabError(
+            f"{source}: {len(missing)} missing and {len(unexpected)} unexpected keys ({example}); the weights and "
+            "config.json come from different models"
+        )
 
 
 def write_policy_files(directory: Path, config: ACTPolicyConfig, state_dict: dict[str, Tensor]) -> None:

@@ -1,7 +1,7 @@
 """Scripted demonstrations written as a LeRobot dataset with LeRobot's own writer.
 
-The dataset is collected once into `${paths.data_dir}/<name>` (a temporary folder renamed into place
-when complete) and reused by later runs with the same env and collection settings.
+The dataset is collected once into `${paths.data_dir}/<name>` (published by `atomic_dir` when complete)
+and reused by later runs with the same env and collection settings.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -22,6 +21,7 @@ from tqdm import tqdm
 from actlab.config.schema import DemoCollectionConfig, EnvConfig
 from actlab.data.formats.lerobot import lerobot_feature_specs
 from actlab.errors import ActlabError
+from actlab.io import atomic_dir, remove_stale
 from actlab.sim.envs import SimEnv, make_env
 from actlab.sim.lift_expert import LiftExpert
 
@@ -53,6 +53,7 @@ def ensure_demonstrations(env_cfg: EnvConfig, collect: DemoCollectionConfig, dat
     if (root / "meta" / "info.json").is_file():
         log.info(f"Demonstrations: reusing {root}")
         return root
+    remove_stale(root.parent)  # what a killed collection left behind
     env = make_env(env_cfg)
     try:
         collect_demonstrations(env, EXPERTS[env_cfg.task](), collect, root, env_cfg.task, env_cfg.robot)
@@ -73,17 +74,6 @@ def collect_demonstrations(
     os.environ.setdefault("SVT_LOG", "1")
     av.logging.set_level(av.logging.ERROR)
 
-    tmp = root.with_name(f".{root.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    writer = LeRobotDataset.create(
-        repo_id=f"actlab/{root.name}",
-        fps=int(env.fps),
-        features=lerobot_feature_specs(env.features, cfg.video),
-        root=tmp,
-        use_videos=cfg.video,
-        robot_type=robot_type,
-    )
     rng = np.random.default_rng(cfg.seed)
     seed, saved, failed = cfg.seed, 0, 0
     log.info(f"Collecting {cfg.episodes} scripted {task} demonstrations into {root}")
@@ -91,7 +81,15 @@ def collect_demonstrations(
     level = root_logger.level
     root_logger.setLevel(logging.WARNING)  # LeRobot logs its codec choice at INFO for every episode
     try:
-        with tqdm(total=cfg.episodes, desc="demonstrations") as bar:
+        with atomic_dir(root, create=False) as tmp, tqdm(total=cfg.episodes, desc="demonstrations") as bar:
+            writer = LeRobotDataset.create(
+                repo_id=f"actlab/{root.name}",
+                fps=int(env.fps),
+                features=lerobot_feature_specs(env.features, cfg.video),
+                root=tmp,
+                use_videos=cfg.video,
+                robot_type=robot_type,
+            )
             while saved < cfg.episodes:
                 frames = record_episode(env, expert, cfg, seed, rng)
                 seed += 1
@@ -108,11 +106,9 @@ def collect_demonstrations(
                 writer.save_episode()
                 saved += 1
                 bar.update()
-        writer.finalize()
-        tmp.rename(root)
+            writer.finalize()
     finally:
         root_logger.setLevel(level)
-        shutil.rmtree(tmp, ignore_errors=True)
     log.info(f"Demonstrations: {saved} episodes saved ({failed} failed attempts discarded)")
 
 

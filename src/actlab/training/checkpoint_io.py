@@ -5,8 +5,9 @@
     hyperparameters.json the resolved run config
     training_state.pt    optimiser, scheduler, loop counters, callback and RNG state (weights_only-safe)
 
-A folder is written under a temporary name and renamed into place, so an interrupted save never leaves
-a half-written checkpoint; replacing one (`last`, `best`) moves the old one aside first.
+A folder is written and published through `actlab.io.atomic_dir`: under a temporary name, fsynced, then
+renamed into place (swapped atomically with the folder it replaces), so a run killed at any moment leaves
+every checkpoint folder loadable and `last/` present once it has been written.
 
 Folders saved at the same global step (`step_N`, `last`, `best`, `final` often coincide) share their
 byte-identical files as hard links, so a large model's weights and optimiser state are stored once.
@@ -23,15 +24,16 @@ from typing import Any
 
 import torch
 from lightning.fabric.plugins import CheckpointIO
-from safetensors.torch import load_file
 
-from actlab.errors import ActlabError
+from actlab.errors import ActlabError, reason
+from actlab.io import atomic_dir
 from actlab.policy.config import ACTPolicyConfig
-from actlab.policy.policy import WEIGHTS_NAME, write_policy_files
+from actlab.policy.policy import WEIGHTS_NAME, read_weights, write_policy_files
 
 TRAINING_STATE = "training_state.pt"
 HYPERPARAMETERS = "hyperparameters.json"
 MODULE_PREFIX = "policy."  # the LightningModule's attribute holding the policy
+DAMAGED = "the checkpoint is damaged; resume from another run directory or start afresh"
 
 
 class FolderCheckpointIO(CheckpointIO):
@@ -45,15 +47,13 @@ class FolderCheckpointIO(CheckpointIO):
         run_config = state.pop("run_config", {})
         weights = {k.removeprefix(MODULE_PREFIX): v for k, v in state.pop("state_dict").items()}
 
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        write_policy_files(tmp, policy_config, weights)
-        (tmp / HYPERPARAMETERS).write_text(json.dumps(run_config, indent=2, default=str))
-        torch.save(state, tmp / TRAINING_STATE)
         step = state.get("global_step")
-        if self._previous is not None and self._previous[0] == step:
-            share_identical_files(tmp, self._previous[1])
-        replace_dir(tmp, path)
+        with atomic_dir(path, replace=True) as tmp:
+            write_policy_files(tmp, policy_config, weights)
+            (tmp / HYPERPARAMETERS).write_text(json.dumps(run_config, indent=2, default=str))
+            torch.save(state, tmp / TRAINING_STATE)
+            if self._previous is not None and self._previous[0] == step:
+                share_identical_files(tmp, self._previous[1])
         self._previous = (step, path)
 
     def load_checkpoint(
@@ -62,9 +62,11 @@ class FolderCheckpointIO(CheckpointIO):
         path = Path(path)
         if not (path / TRAINING_STATE).is_file():
             raise ActlabError(f"{path} is not a training checkpoint: {TRAINING_STATE} is missing")
-        state = torch.load(path / TRAINING_STATE, map_location=map_location, weights_only=True)
-        weights = load_file(path / WEIGHTS_NAME)
-        state["state_dict"] = {MODULE_PREFIX + k: v for k, v in weights.items()}
+        try:
+            state = torch.load(path / TRAINING_STATE, map_location=map_location, weights_only=True)
+        except Exception as e:  # noqa: BLE001 - truncated, or a pickle that weights_only refuses
+            raise ActlabError(f"{path / TRAINING_STATE}: cannot be read ({reason(e)}); {DAMAGED}") from None
+        state["state_dict"] = {MODULE_PREFIX + k: v for k, v in read_weights(path / WEIGHTS_NAME).items()}
         return state
 
     def remove_checkpoint(self, path: str | Path) -> None:
@@ -83,15 +85,6 @@ def share_identical_files(folder: Path, other: Path) -> None:
                 os.replace(link, file)
         except OSError:
             continue
-
-
-def replace_dir(new: Path, target: Path) -> None:
-    """Renames `new` to `target`; an existing `target` is moved aside first and deleted after."""
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    if target.exists():
-        target.rename(old)
-    new.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def load_run_config(checkpoint: Path) -> dict[str, Any]:

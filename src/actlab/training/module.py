@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -11,6 +12,7 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from actlab.config.schema import OptimizerConfig, SchedulerConfig
 from actlab.policy import ACTPolicy
+from actlab.policy.policy import WEIGHTS_NAME, check_weights
 
 BACKBONE_PREFIX = "model.backbone."
 
@@ -79,6 +81,11 @@ class ACTLightningModule(L.LightningModule):
         )
         scheduler = LambdaLR(optimizer, lambda step: lr_factor(step, self.scheduler_cfg, self.max_steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Before Lightning's strict load: one line for weights that do not fit this policy."""
+        expected = {f"policy.{k}": v for k, v in self.policy.state_dict().items()}
+        check_weights(expected, checkpoint["state_dict"], Path(self.trainer.ckpt_path or "checkpoint") / WEIGHTS_NAME)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["policy_config"] = self.policy.config.to_dict()

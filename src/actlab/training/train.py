@@ -13,17 +13,20 @@ from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
-from actlab.config.compose import check_config
+from actlab.config.compose import check_config, check_hardware
 from actlab.config.schema import DatasetConfig
 from actlab.data.datamodule import ACTDataModule
 from actlab.data.store import EpisodeStore
 from actlab.errors import ActlabError
+from actlab.io import remove_stale
 from actlab.policy import ACTPolicy, ACTPolicyConfig
-from actlab.policy.config import ACTArchitecture
-from actlab.sim.envs import make_env
+from actlab.policy.config import ACTArchitecture, PolicyFeature
+from actlab.policy.policy import CONFIG_NAME
+from actlab.sim.envs import SimEnv, make_env
 from actlab.sim.rollout import check_compatible, evaluate_policy
 from actlab.training.callbacks import (
     RNGState,
@@ -39,6 +42,7 @@ from actlab.training.module import ACTLightningModule
 log = logging.getLogger("actlab")
 
 POLICY_KEYS = [f.name for f in fields(ACTArchitecture)]  # the model group's keys the policy keeps
+RESUME_DATASET_KEYS = ["format", "root", "repo_id", "cameras", "val_split"]  # what decides the batch stream
 
 
 def build_policy_config(cfg: DictConfig, store: EpisodeStore) -> ACTPolicyConfig:
@@ -65,23 +69,53 @@ def dataset_config(cfg: DictConfig) -> DatasetConfig:
 
 
 def resume_checkpoint(cfg: DictConfig) -> Path | None:
+    """`checkpoints/last` of the `resume` run, after checking that this run continues it: same model
+    settings and same data (a resumed run replays the batches the original would have seen)."""
     if not cfg.resume:
         return None
     last = Path(cfg.resume) / "checkpoints" / "last"
+    remove_stale(last.parent)  # what a killed run left behind (a moved-aside last/ is renamed back)
     if not (last / "training_state.pt").is_file():
         raise ActlabError(
             f"resume={cfg.resume}: no checkpoint at {last}; expected a run directory with checkpoints/last"
         )
-    saved = load_run_config(last).get("model", {})
-    current = OmegaConf.to_container(cfg.model, resolve=True)
-    changed = [k for k in POLICY_KEYS if k in saved and saved[k] != current[k]]
+    saved = load_run_config(last)
+    current = OmegaConf.to_container(cfg, resolve=True)
+    for group, keys in (("model", POLICY_KEYS), ("dataset", RESUME_DATASET_KEYS)):
+        old, new = saved.get(group, {}), current[group]
+        changed = [k for k in keys if k in old and old[k] != new[k]]
+        if changed:
+            k = changed[0]
+            raise ActlabError(
+                f"resume={cfg.resume}: {group}.{k} is {new[k]} but the run being resumed had {old[k]}; "
+                "pass the same settings as that run (resume continues it)"
+            )
+    return last
+
+
+def check_resumed_policy(last: Path, config: ACTPolicyConfig) -> None:
+    """The checkpoint's own config.json must describe the policy this run builds: the same features (the
+    same data) and architecture, so its weights load one for one."""
+    saved = ACTPolicyConfig.load(last / CONFIG_NAME)
+    for kind in ("input_features", "output_features"):
+        old, new = getattr(saved, kind), getattr(config, kind)
+        if old != new:
+            key = next(k for k in sorted({*old, *new}) if old.get(k) != new.get(k))
+            raise ActlabError(
+                f"resume={last.parents[1]}: '{key}' is {_feature(new.get(key))} in this run's data but "
+                f"{_feature(old.get(key))} in {last / CONFIG_NAME}; resume needs the data the run trained on"
+            )
+    changed = [k for k in [*POLICY_KEYS, "encoder"] if getattr(saved, k) != getattr(config, k)]
     if changed:
         k = changed[0]
         raise ActlabError(
-            f"resume={cfg.resume}: model.{k} is {current[k]} but the checkpoint has {saved[k]}; "
-            "pass the same model settings as the run being resumed"
+            f"resume={last.parents[1]}: {last / CONFIG_NAME} has {k}={getattr(saved, k)} but this run builds "
+            f"{k}={getattr(config, k)}; the checkpoint does not belong to this run"
         )
-    return last
+
+
+def _feature(feature: PolicyFeature | None) -> str:
+    return "absent" if feature is None else f"{feature.type} {list(feature.shape)}"
 
 
 def make_loggers(cfg: DictConfig) -> list:
@@ -141,20 +175,39 @@ def describe(cfg: DictConfig, dm: ACTDataModule, policy: ACTPolicy, trainer: L.T
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
+    """Trains and returns the final metrics. Bad input raises ActlabError before anything is written; the
+    simulator and the loggers are closed however the run ends (Ctrl-C included)."""
     m = cfg.model
     check_config(cfg)
+    check_hardware(cfg.trainer)
     resume = resume_checkpoint(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    output_dir = Path(cfg.paths.output_dir)
 
     dm = ACTDataModule(dataset_config(cfg), cfg.paths.cache_dir, m.chunk_size, cfg.seed, m.n_obs_steps)
     store = dm.prepare()
-    policy = ACTPolicy(build_policy_config(cfg, store), stats=store.stats, load_backbone_weights=resume is None)
+    policy_config = build_policy_config(cfg, store)
+    if resume is not None:
+        check_resumed_policy(resume, policy_config)
+    policy = ACTPolicy(policy_config, stats=store.stats, load_backbone_weights=resume is None)
     policy.configure_inference(cfg.policy.precision, cfg.policy.compile)  # for evaluation rollouts
 
     env = make_env(cfg.env)
-    if env is not None:
-        check_compatible(policy, env)
+    loggers: list = []
+    try:
+        if env is not None:
+            check_compatible(policy, env)
+        loggers = make_loggers(cfg)
+        return fit_and_evaluate(cfg, dm, policy, env, loggers, resume)
+    finally:
+        if env is not None:
+            env.close()
+        close_loggers(loggers)
+
+
+def fit_and_evaluate(
+    cfg: DictConfig, dm: ACTDataModule, policy: ACTPolicy, env: SimEnv | None, loggers: list, resume: Path | None
+) -> dict[str, float]:
+    output_dir = Path(cfg.paths.output_dir)
     monitor = ("eval/success_rate", "max") if env is not None and cfg.env.eval_freq > 0 else ("val/loss", "min")
     checkpoints = RunCheckpoints(output_dir / "checkpoints", cfg.checkpoint.save_freq, *monitor, cfg.env.eval_freq)
     metrics_callback = TrainingMetrics(len(dm.train_set), len(dm.train_episodes))
@@ -168,21 +221,27 @@ def train(cfg: DictConfig) -> dict[str, float]:
         callbacks.append(StepProgressBar())
     callbacks.append(metrics_callback.clock)
 
-    trainer = L.Trainer(
-        **trainer_kwargs(cfg, has_validation=len(dm.val_set) > 0),
-        callbacks=callbacks,
-        logger=make_loggers(cfg) or False,
-        plugins=[FolderCheckpointIO()],
-        default_root_dir=output_dir,
-    )
+    try:
+        trainer = L.Trainer(
+            **trainer_kwargs(cfg, has_validation=len(dm.val_set) > 0),
+            callbacks=callbacks,
+            logger=loggers or False,
+            plugins=[FolderCheckpointIO()],
+            default_root_dir=output_dir,
+        )
+    except MisconfigurationException as e:
+        raise ActlabError(f"trainer: {e}") from None
     run_config = OmegaConf.to_container(cfg, resolve=True)
-    module = ACTLightningModule(policy, m.optimizer, m.scheduler, cfg.trainer.max_steps, run_config)
+    module = ACTLightningModule(policy, cfg.model.optimizer, cfg.model.scheduler, cfg.trainer.max_steps, run_config)
     describe(cfg, dm, policy, trainer)
-    trainer.fit(module, datamodule=dm, ckpt_path=resume)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=resume)
+    except SystemExit:  # Lightning calls sys.exit after a Ctrl-C, once it has torn the trainer down
+        if trainer.interrupted:
+            log.info(f"Training interrupted at step {trainer.global_step}")
+            raise KeyboardInterrupt from None  # what a Ctrl-C anywhere else raises (a notebook survives it)
+        raise
 
-    if trainer.interrupted:
-        log.info("Training interrupted; resume with resume=" + str(output_dir))
-        return {}
     checkpoints.save(trainer, "final")
     checkpoints.save(trainer, "last")
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -200,16 +259,25 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 indent=2,
             )
         )
-    if env is not None:
-        env.close()
-    close_loggers(trainer)
     log.info(f"Checkpoints: {output_dir / 'checkpoints'}")
     return metrics
 
 
-def close_loggers(trainer: L.Trainer) -> None:
-    """Ends the wandb run (Lightning leaves it open): its summary is written now, and the next job of a
-    multirun, in the same process, starts a run of its own."""
-    for logger in trainer.loggers:
+def objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+    """The value of `optimized_metric` that the CLI returns to Hydra sweepers."""
+    if not cfg.optimized_metric:
+        return None
+    if cfg.optimized_metric not in metrics:
+        raise ActlabError(
+            f"optimized_metric={cfg.optimized_metric} was not logged by this run (e.g. val/loss needs held-out "
+            f"episodes); it logged {sorted(metrics)}"
+        )
+    return metrics[cfg.optimized_metric]
+
+
+def close_loggers(loggers: list) -> None:
+    """Flushes every logger and ends the wandb run (Lightning leaves it open): its summary is written now,
+    and the next job of a multirun, in the same process, starts a run of its own."""
+    for logger in loggers:
         if isinstance(logger, WandbLogger) and logger._experiment is not None:
             logger.experiment.finish()

@@ -6,7 +6,8 @@ for ViT-B-32), so `encoder.fuse=none` gives ACT one token per patch per camera; 
 projected image embedding (512), what the fused modes combine.
 
 `encoder.pretrained=openai` reads the weights from `encoder.weights` (an open_clip checkpoint:
-.safetensors or .bin) or from the Hugging Face cache where open_clip keeps them; it never downloads.
+.safetensors or .bin) or gets them as open_clip does: from the Hugging Face cache, downloaded there on
+first use.
 """
 
 from __future__ import annotations
@@ -17,17 +18,11 @@ from typing import Any
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
-from actlab.errors import ActlabError
-from actlab.policy.encoders.files import read_weights_file
+from actlab.errors import ActlabError, reason
+from actlab.policy.encoders.files import OFFLINE, hub_offline, missing_weights, read_weights_file
 
 CLIP_STATS = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
-# Hugging Face repos where open_clip 3.x fetches the OpenAI weights from.
-OPENAI_HUB = {
-    "ViT-B-32": "timm/vit_base_patch32_clip_224.openai",
-    "ViT-B-16": "timm/vit_base_patch16_clip_224.openai",
-    "ViT-L-14": "timm/vit_large_patch14_clip_224.openai",
-}
-HUB_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+HUB_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")  # what open_clip looks for, in order
 
 
 class CLIPVisionFeatures(nn.Module):
@@ -78,22 +73,38 @@ def build_clip(cfg: dict[str, Any], load_weights: bool) -> CLIPVisionFeatures:
 
 
 def openai_weights_file(model_name: str, weights: str | None) -> Path:
+    """`weights`, or the OpenAI weights where open_clip gets them: the Hugging Face repo of its pretrained
+    config, through huggingface_hub's cache ($HF_HOME / $HF_HUB_CACHE). A cached file is used as it is
+    (the weights never change, so no network round trip); a missing one is downloaded there with the
+    hub's progress bar, unless HF_HUB_OFFLINE is set. A failure is one line naming the file, the URL and
+    the ways out."""
     if weights:
         return Path(weights).expanduser()  # read_weights_file says if it is missing
-    repo = OPENAI_HUB.get(model_name)
-    if repo is not None:
-        from huggingface_hub import try_to_load_from_cache
+    import huggingface_hub
+    import open_clip
 
-        for name in HUB_FILES:
-            cached = try_to_load_from_cache(repo, name)
-            if isinstance(cached, str):
-                return Path(cached)
-    where = f"https://huggingface.co/{repo}/resolve/main/{HUB_FILES[0]}" if repo else "open_clip's release"
-    raise ActlabError(
-        f"encoder.pretrained=openai: no {model_name} weights in the Hugging Face cache; download {where} "
-        "and pass encoder.weights=/path/to/file (or run `huggingface-cli download "
-        f"{repo} {HUB_FILES[0]}` once online), or set encoder.pretrained=null for random init"
-    )
+    pretrained = open_clip.get_pretrained_cfg(model_name, "openai")
+    hub = pretrained.get("hf_hub", "")  # "org/repo/" (open_clip's default file names) or "org/repo/file"
+    if not hub:
+        raise ActlabError(
+            f"encoder.model_name={model_name}: open_clip has no OpenAI weights on the Hugging Face hub for it; "
+            "pass encoder.weights=FILE or set encoder.pretrained=null for random init"
+        )
+    repo, _, filename = hub.rpartition("/")
+    for name in [filename] if filename else HUB_FILES:
+        cached = huggingface_hub.try_to_load_from_cache(repo, name)
+        if isinstance(cached, str):
+            return Path(cached)
+    filename = filename or HUB_FILES[0]
+    url = f"https://huggingface.co/{repo}/resolve/main/{filename}"
+    what = f"encoder.pretrained=openai: {model_name} weights ({filename})"
+    where = f"in the Hugging Face cache ({huggingface_hub.constants.HF_HUB_CACHE})"
+    if hub_offline():
+        raise ActlabError(missing_weights(what, where, url, OFFLINE))
+    try:
+        return Path(huggingface_hub.hf_hub_download(repo, filename))
+    except Exception as e:  # noqa: BLE001 - network and file errors end the same way
+        raise ActlabError(missing_weights(what, where, url, f"downloading failed ({reason(e)})")) from None
 
 
 def load_clip_weights(visual: nn.Module, path: Path) -> None:

@@ -10,23 +10,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
+import torch
 import torchvision
 from torch import Tensor
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from actlab.errors import ActlabError
-from actlab.policy.encoders.files import read_weights_file
+from actlab.errors import ActlabError, reason
+from actlab.policy.encoders.files import OFFLINE, hub_offline, missing_weights, read_weights_file
 
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
-# torchvision's file names for the ImageNet weights (IMAGENET1K_V1), as found in its hub cache.
-IMAGENET_FILES = {
-    "resnet18": "resnet18-f37072fd.pth",
-    "resnet34": "resnet34-b627a593.pth",
-    "resnet50": "resnet50-0676ba61.pth",
-}
 PRI3D_PREFIX = "backbone.encoder."
 PRI3D_DEPTHS = (18, 34, 50, 101)
 
@@ -41,21 +37,24 @@ class ResNetFeatures(IntermediateLayerGetter):
         return self.forward(x).mean(dim=(2, 3))
 
 
-def torchvision_cache_file(arch: str) -> Path:
-    hub_dir = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub"
-    return hub_dir / "checkpoints" / IMAGENET_FILES[arch]
-
-
 def load_imagenet_state_dict(arch: str, weights: str | None) -> dict[str, Tensor]:
-    """ImageNet weights from `weights` or torchvision's cache; never downloads."""
-    path = Path(weights).expanduser() if weights else torchvision_cache_file(arch)
-    if not path.is_file():
-        url = f"https://download.pytorch.org/models/{IMAGENET_FILES[arch]}"
-        raise ActlabError(
-            f"encoder.pretrained=imagenet: no {arch} weights at {path}; download {url} to that path "
-            "(or pass encoder.weights=/path/to/file.pth), or set encoder.pretrained=null for random init"
-        )
-    return read_weights_file(path)
+    """ImageNet weights (torchvision's IMAGENET1K_V1) from `weights`, or through torchvision's own loader:
+    from its cache under $TORCH_HOME, downloaded there first (hash-checked, with a progress bar) when
+    missing, unless HF_HUB_OFFLINE is set. A failure is one line naming the file, the URL and the ways out."""
+    if weights:
+        return read_weights_file(weights)
+    enum = torchvision.models.get_model_weights(arch).IMAGENET1K_V1
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(enum.url).path)
+    what = f"encoder.pretrained=imagenet: {arch} weights"
+    if not cached.is_file() and hub_offline():
+        raise ActlabError(missing_weights(what, f"at {cached}", enum.url, OFFLINE, copy_to=cached))
+    try:
+        return enum.get_state_dict(progress=True, check_hash=True, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - network, hash and file errors all end the same way
+        if cached.is_file():
+            raise ActlabError(f"{what}: {cached} cannot be read ({reason(e)}); delete it to fetch it again") from None
+        why = f"downloading failed ({reason(e)})"
+        raise ActlabError(missing_weights(what, f"at {cached}", enum.url, why, copy_to=cached)) from None
 
 
 def resnet_trunk(arch: str, dilation: bool = False) -> torchvision.models.ResNet:
@@ -79,8 +78,27 @@ def build_resnet18(cfg: dict[str, Any], load_weights: bool) -> ResNetFeatures:
     if pretrained not in (None, "imagenet"):
         raise ActlabError(f"encoder.pretrained={pretrained!r}; expected 'imagenet' or null")
     if load_weights and pretrained:
-        net.load_state_dict(load_imagenet_state_dict("resnet18", cfg.get("weights")))
+        load_trunk(net, load_imagenet_state_dict("resnet18", cfg.get("weights")), cfg.get("weights"), "resnet18")
     return features(net, IMAGENET_STATS if pretrained else None)
+
+
+def load_trunk(net: torchvision.models.ResNet, state: Any, source: str | None, arch: str) -> None:
+    """A torchvision state dict, strictly; one line for a file of another architecture."""
+    if not isinstance(state, dict):
+        raise ActlabError(f"encoder.weights={source}: expected a state dict of {arch} weights")
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in state]
+    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    unexpected = [k for k in state if k not in expected and not k.endswith("num_batches_tracked")]
+    if missing or wrong or unexpected:
+        k = (wrong or missing or unexpected)[0]
+        detail = (
+            f"'{k}' has shape {list(state[k].shape)}, {arch} expects {list(expected[k].shape)}"
+            if wrong
+            else f"{len(missing)} {arch} keys missing and {len(unexpected)} unexpected (e.g. '{k}')"
+        )
+        raise ActlabError(f"encoder.weights={source or 'torchvision ImageNet file'}: not {arch} weights: {detail}")
+    net.load_state_dict(state)
 
 
 def build_pri3d(cfg: dict[str, Any], load_weights: bool) -> ResNetFeatures:
