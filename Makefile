@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install train test test-fast bench lint clean
+.PHONY: install train test test-fast bench bench-kill lint clean
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ test-fast: install
 
 bench: install
 	$(PY) -m bench $(ARGS)
+
+## SIGKILL a training run 20 times (some inside checkpoint saves), resume each time, compare the weights.
+bench-kill: install
+	$(PY) -m bench kill_resume
 
 lint: install
 	$(PY) -m ruff check src tests bench train.py

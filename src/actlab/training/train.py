@@ -74,7 +74,6 @@ def resume_checkpoint(cfg: DictConfig) -> Path | None:
     if not cfg.resume:
         return None
     last = Path(cfg.resume) / "checkpoints" / "last"
-    remove_stale(last.parent)  # what a killed run left behind (a moved-aside last/ is renamed back)
     if not (last / "training_state.pt").is_file():
         raise ActlabError(
             f"resume={cfg.resume}: no checkpoint at {last}; expected a run directory with checkpoints/last"
@@ -180,6 +179,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     m = cfg.model
     check_config(cfg)
     check_hardware(cfg.trainer)
+    # What a killed run left behind (a `last/` moved aside by an interrupted save is renamed back).
+    remove_stale(Path(cfg.paths.output_dir) / "checkpoints")
     resume = resume_checkpoint(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
