@@ -81,6 +81,24 @@ def write_lerobot_dataset(
     return root
 
 
+G1_CAMERAS = ("cam_left_high", "cam_right_high", "cam_left_wrist", "cam_right_wrist")
+
+
+def write_g1_like_dataset(root: Path, frames: int = 6) -> Path:
+    """The Unitree G1 layout at a tiny size: four cameras, 28-D state and action, 30 fps."""
+    return write_lerobot_dataset(
+        root,
+        episodes=2,
+        frames=frames,
+        cameras=G1_CAMERAS,
+        image_hw=(24, 32),
+        state_dim=28,
+        action_dim=28,
+        env_state_dim=None,
+        fps=30,
+    )
+
+
 @pytest.fixture(scope="session")
 def state_dataset(tmp_path_factory) -> Path:
     return write_lerobot_dataset(tmp_path_factory.mktemp("data") / "state", episodes=4, frames=15)

@@ -112,3 +112,9 @@ def test_image_policy_from_rendered_demonstrations(tmp_path):
         "observation.images.robot0_eye_in_hand",
     ]
     assert list((tmp_path / "data").glob("lift_agentview-robot0_eye_in_hand_32x32_2ep_*/videos"))
+
+
+def test_without_a_final_evaluation_the_last_rollouts_are_the_sweepers_metric(tmp_path):
+    # experiment=quickstart sets optimized_metric=eval/success_rate; the in-training rollouts provide it.
+    run_dir = quickstart(tmp_path, "env.final_eval_episodes=0")
+    assert not (run_dir / "eval" / "final_metrics.json").exists()

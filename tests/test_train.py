@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from actlab.errors import ActlabError
 from actlab.policy import ACTPolicy
 from actlab.training.train import train
-from tests.conftest import FAST, compose_train, run_cli, write_lerobot_dataset
+from tests.conftest import FAST, G1_CAMERAS, compose_train, run_cli, write_g1_like_dataset, write_lerobot_dataset
 
 CHECKPOINT_FILES = ["config.json", "hyperparameters.json", "model.safetensors", "training_state.pt"]
 
@@ -70,21 +70,10 @@ def test_two_steps_per_model_preset_on_a_video_dataset(tmp_path, video_dataset, 
 
 @pytest.mark.slow
 def test_g1_preset_reads_dimensions_and_cameras_from_info_json(tmp_path):
-    cameras = ("cam_left_high", "cam_right_high", "cam_left_wrist", "cam_right_wrist")
-    root = write_lerobot_dataset(
-        tmp_path / "g1",
-        episodes=2,
-        frames=6,
-        cameras=cameras,
-        image_hw=(24, 32),
-        state_dim=28,
-        action_dim=28,
-        env_state_dim=None,
-        fps=30,
-    )
+    root = write_g1_like_dataset(tmp_path / "g1")
     run_dir = run(tmp_path, root, "model=large", "dataset=g1", steps=1)
     policy = ACTPolicy.from_pretrained(run_dir / "checkpoints" / "final")
-    assert list(policy.config.image_features) == [f"observation.images.{c}" for c in cameras]
+    assert list(policy.config.image_features) == [f"observation.images.{c}" for c in G1_CAMERAS]
     assert policy.config.robot_state_feature.shape == policy.config.action_feature.shape == (28,)
     assert policy.config.dim_model == 1024
 
@@ -256,3 +245,76 @@ def test_dataset_with_only_robot_state_and_action_trains(tmp_path):
     root = write_lerobot_dataset(tmp_path / "ds", episodes=2, frames=6, env_state_dim=None)
     policy = ACTPolicy.from_pretrained(run(tmp_path, root, "model=tiny") / "checkpoints" / "final")
     assert list(policy.config.input_features) == ["observation.state"]
+
+
+class RecordingEnv:
+    """Stands in for a simulator: only records that it was closed."""
+
+    fps = 10.0
+
+    def __init__(self, features):
+        self.features = features
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_ctrl_c_during_training_closes_the_simulator_and_the_loggers(tmp_path, state_dataset, monkeypatch):
+    import wandb
+
+    from actlab.policy.config import PolicyFeature
+    from actlab.training.module import ACTLightningModule
+
+    env = RecordingEnv(
+        {
+            "observation.state": PolicyFeature("STATE", (6,)),
+            "observation.environment_state": PolicyFeature("ENV", (4,)),
+            "action": PolicyFeature("ACTION", (5,)),
+        }
+    )
+    monkeypatch.setattr("actlab.training.train.make_env", lambda cfg: env)
+    step = ACTLightningModule.training_step
+
+    def interrupted_at_step_3(self, batch, batch_idx):
+        if self.global_step == 3:
+            raise KeyboardInterrupt
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(ACTLightningModule, "training_step", interrupted_at_step_3)
+    with pytest.raises(KeyboardInterrupt):  # what a Ctrl-C raises anywhere else (a notebook survives it)
+        run(tmp_path, state_dataset, "model=tiny", "logger=wandb", "env.eval_freq=0", steps=10)
+    assert env.closed
+    assert wandb.run is None  # the wandb run was finished, not left open
+    run_dir = tmp_path / "run"
+    assert (run_dir / "checkpoints" / "step_2").is_dir() and not (run_dir / "checkpoints" / "final").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_the_command_line_exits_130_and_says_how_to_continue(tmp_path, state_dataset):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    args = [f"dataset.root={state_dataset}", "model=tiny", "dataset.batch_size=2", "trainer.max_steps=100000"]
+    args += ["checkpoint.save_freq=2", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path}/run"]
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "train.py"), *args], cwd=tmp_path, stderr=subprocess.PIPE, text=True
+    )
+    while not (tmp_path / "run" / "checkpoints" / "last").is_dir():
+        assert process.poll() is None, process.stderr.read()
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert stderr.strip().splitlines()[-1] == f"interrupted; continue with resume={tmp_path}/run"
+    assert "Traceback" not in stderr
+    assert (
+        (tmp_path / "run" / "train.log")
+        .read_text()
+        .strip()
+        .endswith(f"interrupted; continue with resume={tmp_path}/run")
+    )

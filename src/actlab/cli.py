@@ -64,11 +64,13 @@ def remove_unused_run_dir(cfg: DictConfig) -> None:
         if isinstance(handler, logging.FileHandler):
             handler.close()
     shutil.rmtree(run_dir, ignore_errors=True)
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", run_dir.parent.name):  # Hydra's outputs/<date>/, if now empty
-        try:
-            run_dir.parent.rmdir()
-        except OSError:
-            pass
+    date, outputs = run_dir.parent, run_dir.parent.parent
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", date.name) and outputs.name == "outputs":  # Hydra's default layout
+        for parent in (date, outputs):  # when this run made them and they are empty
+            try:
+                parent.rmdir()
+            except OSError:
+                break
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

@@ -1,5 +1,7 @@
 """User errors: the CLI prints them as one line (no traceback) and exits with status 2."""
 
+import re
+
 
 class ActlabError(Exception):
     """Bad input from the user: a path, a key or a value that is not what was expected."""
@@ -7,6 +9,6 @@ class ActlabError(Exception):
 
 def reason(error: BaseException) -> str:
     """An exception as `Type: first line of its message`, for one-line errors about files and downloads."""
-    text = str(error).strip()
-    first = text.splitlines()[0] if text else "no details"
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()  # terminal colours some libraries add
+    first = text.splitlines()[0].strip() if text else "no details"
     return f"{type(error).__name__}: {first if len(first) <= 200 else first[:197] + '...'}"

@@ -76,6 +76,9 @@ class AugmentConfig:
     hue: float = 0.02  # shift drawn from [-h, h] (fraction of the hue circle)
 
 
+DEFAULT_CAMERA_MAP = {"image_left": "left", "image_right": "right"}  # (npy) the bimanual layout's camera keys
+
+
 @dataclass
 class DatasetConfig:
     name: str = MISSING
@@ -91,7 +94,10 @@ class DatasetConfig:
     # npy format (LeRobot layouts carry these in meta/info.json)
     fps: float = 30.0
     allow_pickle: bool = False  # observations.npy of Python objects needs pickle, which can run code
-    camera_map: dict[str, str] = field(default_factory=lambda: {"image_left": "left", "image_right": "right"})
+    # observation key -> camera name; null = DEFAULT_CAMERA_MAP. Untyped and null by default so that an
+    # override `dataset.camera_map={top_rgb: top}` replaces the map: Hydra merges a map into a typed one
+    # (refusing new keys) and OmegaConf fails to merge into a null typed one. The npy reader checks it.
+    camera_map: Any = None
     state_key: str = "state"
 
 

@@ -82,6 +82,10 @@ hydra.core.config_store.ConfigStore.instance().store(name="convert_schema", node
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="convert")
 def main(cfg: DictConfig) -> None:
     try:
+        if OmegaConf.is_missing(cfg, "output"):
+            raise ActlabError(
+                "output= is required: actlab-convert dataset=<format> dataset.root=SOURCE output=NEW_FOLDER"
+            )
         convert(cfg)
     except ActlabError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -33,7 +33,7 @@ from actlab.policy.policy import WEIGHTS_NAME, read_weights, write_policy_files
 TRAINING_STATE = "training_state.pt"
 HYPERPARAMETERS = "hyperparameters.json"
 MODULE_PREFIX = "policy."  # the LightningModule's attribute holding the policy
-DAMAGED = "the checkpoint is damaged; resume from another run directory or start afresh"
+DAMAGED = "it is damaged or not an actlab checkpoint: resume from another run directory or start afresh"
 
 
 class FolderCheckpointIO(CheckpointIO):

@@ -230,7 +230,7 @@ def fit_and_evaluate(
             plugins=[FolderCheckpointIO()],
             default_root_dir=output_dir,
         )
-    except MisconfigurationException as e:
+    except (MisconfigurationException, ValueError) as e:  # e.g. an unknown trainer.precision
         raise ActlabError(f"trainer: {e}") from None
     run_config = OmegaConf.to_container(cfg, resolve=True)
     module = ACTLightningModule(policy, cfg.model.optimizer, cfg.model.scheduler, cfg.trainer.max_steps, run_config)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from tqdm import tqdm
 from actlab.config.schema import DatasetConfig
 from actlab.data.frame_cache import cached_frames, fingerprint
 from actlab.data.store import EpisodeStore
-from actlab.errors import ActlabError
+from actlab.errors import ActlabError, reason
 from actlab.policy.config import ACTION, OBS_ENV_STATE, OBS_IMAGES, OBS_STATE, PolicyFeature
 
 VECTOR_TYPES = {OBS_STATE: "STATE", OBS_ENV_STATE: "ENV", ACTION: "ACTION"}
@@ -130,6 +131,7 @@ def load_layout(root: Path, cfg: DatasetConfig, cache_dir: Path) -> EpisodeStore
     vectors = {k: f.shape[0] for k, f in features.items() if f.type != "VISUAL"}
     columns = read_columns(root, ["index", "episode_index", "timestamp"], vectors)
     starts, ends = episode_bounds(columns["episode_index"], root)
+    check_episode_lengths(layout, columns["episode_index"][starts], ends - starts)
     arrays = {k: columns[k] for k in vectors}
     cameras = [k for k, f in features.items() if f.type == "VISUAL"]
     if cameras:
@@ -246,17 +248,19 @@ def read_columns(root: Path, scalars: list[str], vectors: dict[str, int]) -> dic
     holds several times its size in pyarrow buffers, which matters for millions of frames.
     """
     files = data_files(root)
-    counts = [pq.ParquetFile(f).metadata.num_rows for f in files]
+    parquets = [open_parquet(f) for f in files]
+    counts = [p.metadata.num_rows for p in parquets]
+    if sum(counts) == 0:
+        raise ActlabError(f"{root}/data: the parquet files hold no frames")
     out: dict[str, np.ndarray] = {k: np.empty((sum(counts), dim), np.float32) for k, dim in vectors.items()}
     offset = 0
-    for path, count in zip(files, counts, strict=True):
-        parquet = pq.ParquetFile(path)
+    for path, parquet, count in zip(files, parquets, counts, strict=True):
         missing = [c for c in [*scalars, *vectors] if c not in parquet.schema_arrow.names]
         if missing:
             raise ActlabError(f"{path}: missing columns {missing}")
         for key in [*scalars, *vectors]:
             row = offset
-            for batch in parquet.iter_batches(batch_size=65536, columns=[key]):
+            for batch in read_batches(parquet, path, key):
                 column, rows = batch.column(0), slice(row, row + batch.num_rows)
                 if key in vectors:
                     out[key][rows] = vector_values(column, vectors[key], path, key)
@@ -270,16 +274,35 @@ def read_columns(root: Path, scalars: list[str], vectors: dict[str, int]) -> dic
         order = np.argsort(index, kind="stable")
         out = {k: v[order] for k, v in out.items()}
     for key in vectors:
-        if not np.isfinite(out[key]).all():
-            raise ActlabError(f"{root}: '{key}' holds NaN or Inf values")
+        finite = np.isfinite(out[key]).all(axis=1)
+        if not finite.all():
+            frame = int(np.flatnonzero(~finite)[0])
+            raise ActlabError(f"{root}: '{key}' holds NaN or Inf values (first at frame {frame})")
     return out
+
+
+def open_parquet(path: Path) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as e:
+        raise ActlabError(f"{path}: not a readable parquet file ({reason(e)})") from None
+
+
+def read_batches(parquet: pq.ParquetFile, path: Path, key: str):
+    try:
+        yield from parquet.iter_batches(batch_size=65536, columns=[key])
+    except (pa.ArrowException, OSError) as e:
+        raise ActlabError(f"{path}: column '{key}' cannot be read ({reason(e)})") from None
 
 
 def read_image_column(root: Path, key: str) -> list[bytes]:
     """The PNG bytes of an image feature, in global `index` order."""
     blobs, indices = [], []
     for path in data_files(root):
-        table = pq.read_table(path, columns=["index", key])
+        try:
+            table = pq.read_table(path, columns=["index", key])
+        except (pa.ArrowException, OSError) as e:
+            raise ActlabError(f"{path}: not a readable parquet file ({reason(e)})") from None
         indices.append(table["index"].to_numpy())
         blobs += table[key].combine_chunks().field("bytes").to_pylist()
     order = np.argsort(np.concatenate(indices), kind="stable")
@@ -295,10 +318,34 @@ def episode_bounds(episode_index: np.ndarray, root: Path) -> tuple[np.ndarray, n
     return starts, ends
 
 
+def check_episode_lengths(layout: Layout, episodes: np.ndarray, lengths: np.ndarray) -> None:
+    """The frames of each episode in data/ agree with the lengths meta/ lists."""
+    listed = dict(zip(layout.episodes["episode_index"].tolist(), layout.episodes["length"].tolist(), strict=True))
+    found = dict(zip(episodes.tolist(), lengths.tolist(), strict=True))
+    meta = "meta/episodes" if layout.version == "v3.0" else "meta/episodes.jsonl"
+    for episode, length in found.items():
+        if episode not in listed:
+            raise ActlabError(f"{layout.root}: data/ holds episode {episode}, which {meta} does not list")
+        if listed[episode] != length:
+            raise ActlabError(
+                f"{layout.root}: episode {episode} has {length} frames in data/ but {meta} says {listed[episode]}; "
+                "the dataset is inconsistent"
+            )
+    for episode, length in listed.items():
+        if episode not in found:
+            raise ActlabError(
+                f"{layout.root}: {meta} lists episode {episode} ({length} frames) but data/ has no frames of it; "
+                "the dataset is inconsistent"
+            )
+
+
 def vector_values(array: pa.Array, dim: int, path: Path, key: str) -> np.ndarray:
     frames = len(array)
     if pa.types.is_list(array.type) or pa.types.is_fixed_size_list(array.type):
         array = array.flatten()
+    if not (pa.types.is_floating(array.type) or pa.types.is_integer(array.type)):
+        kind = "string" if pa.types.is_string(array.type) or pa.types.is_large_string(array.type) else str(array.type)
+        raise ActlabError(f"{path}: '{key}' holds {kind} values; expected numbers")
     values = array.to_numpy(zero_copy_only=False)
     if values.size != frames * dim:
         raise ActlabError(f"{path}: '{key}' has {values.size} values for {frames} frames; expected {dim} each")
@@ -326,7 +373,11 @@ def decode_cameras(layout: Layout, columns, features, cameras, starts, cache_dir
 
 def decode_images(blobs: list[bytes], out: np.ndarray, root: Path, key: str) -> None:
     def decode(i: int) -> None:
-        out[i] = _checked(np.asarray(Image.open(io.BytesIO(blobs[i])).convert("RGB")), out.shape[1:], root, key)
+        try:
+            image = np.asarray(Image.open(io.BytesIO(blobs[i])).convert("RGB"))
+        except (OSError, ValueError) as e:
+            raise ActlabError(f"{root}: '{key}' of frame {i} is not a readable image ({reason(e)})") from None
+        out[i] = _checked(image, out.shape[1:], root, key)
 
     with ThreadPoolExecutor() as pool:
         list(tqdm(pool.map(decode, range(len(blobs))), total=len(blobs), desc=f"decoding {key}", leave=False))
@@ -346,23 +397,39 @@ def decode_videos(
         per_file.setdefault(path, {}).update(zip(frames.tolist(), range(first, last), strict=True))
 
     filled = np.zeros(len(out), dtype=bool)
-    with tqdm(total=len(out), desc=f"decoding {key}", leave=False) as bar:
-        for path, wanted in per_file.items():
-            if not path.is_file():
-                raise ActlabError(f"{path} is missing (camera '{key}')")
-            with av.open(str(path)) as container:
-                stream = container.streams.video[0]
-                stream.thread_type = "AUTO"
-                for frame in container.decode(stream):
-                    number = round(float(frame.pts * stream.time_base) * layout.fps)
-                    target = wanted.get(number)
-                    if target is not None:
-                        out[target] = _checked(frame.to_ndarray(format="rgb24"), out.shape[1:], layout.root, key)
-                        filled[target] = True
-                        bar.update()
+    libav = logging.getLogger("libav")  # FFmpeg's own messages; a file that fails to decode is reported below
+    level = libav.level
+    libav.setLevel(logging.CRITICAL)
+    try:
+        with tqdm(total=len(out), desc=f"decoding {key}", leave=False) as bar:
+            for path, wanted in per_file.items():
+                decode_video_file(path, wanted, layout, key, out, filled, bar)
+    finally:
+        libav.setLevel(level)
     if not filled.all():
         missing = int(np.flatnonzero(~filled)[0])
         raise ActlabError(f"{layout.root}: the videos of '{key}' have no frame for global frame {missing}")
+
+
+def decode_video_file(path: Path, wanted: dict[int, int], layout: Layout, key: str, out, filled, bar) -> None:
+    """Writes the frames of one video file that `wanted` maps (frame number -> global frame) into `out`."""
+    if not path.is_file():
+        raise ActlabError(f"{path} is missing (camera '{key}')")
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                number = round(float(frame.pts * stream.time_base) * layout.fps)
+                target = wanted.get(number)
+                if target is not None:
+                    out[target] = _checked(frame.to_ndarray(format="rgb24"), out.shape[1:], layout.root, key)
+                    filled[target] = True
+                    bar.update()
+    except av.FFmpegError as e:
+        raise ActlabError(f"{path}: cannot be decoded as a video ({type(e).__name__}: {e.strerror})") from None
+    except IndexError:
+        raise ActlabError(f"{path}: holds no video stream") from None
 
 
 def _checked(image: np.ndarray, shape: tuple[int, ...], root: Path, key: str) -> np.ndarray:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from actlab.config.schema import DatasetConfig
+from actlab.config.schema import DEFAULT_CAMERA_MAP, DatasetConfig
 from actlab.data.frame_cache import cached_frames, fingerprint
 from actlab.data.store import EpisodeStore
 from actlab.errors import ActlabError
@@ -58,10 +58,11 @@ def load_npy(cfg: DatasetConfig, cache_dir: Path) -> EpisodeStore:
         state = checked_floats(np.asarray(observations[cfg.state_key]), source, cfg.state_key)
         arrays[OBS_STATE] = state
         features[OBS_STATE] = PolicyFeature("STATE", (state.shape[1],))
-    missing = [k for k in cfg.camera_map if k not in observations]
+    camera_map = camera_map_of(cfg)
+    missing = [k for k in camera_map if k not in observations]
     if missing:
         raise ActlabError(f"{source}: no {missing} (dataset.camera_map); it holds {sorted(observations)}")
-    images = {f"{OBS_IMAGES}.{name}": observations[key] for key, name in cfg.camera_map.items()}
+    images = {f"{OBS_IMAGES}.{name}": observations[key] for key, name in camera_map.items()}
     for key, value in images.items():
         _check_images(value, source, key)
         features[key] = PolicyFeature("VISUAL", (3, value.shape[1], value.shape[2]))
@@ -70,10 +71,20 @@ def load_npy(cfg: DatasetConfig, cache_dir: Path) -> EpisodeStore:
     memmapped = all(isinstance(v, np.memmap) and v.dtype == np.uint8 for v in images.values())
     if images and not memmapped:  # in memory (pickle, npz): write them to the frame cache for later runs
         shapes = {k: (n, *v.shape[1:3], 3) for k, v in images.items()}
-        key = fingerprint([p for p in root.rglob("*.np[yz]")], {"format": "npy", "camera_map": dict(cfg.camera_map)})
+        key = fingerprint([p for p in root.rglob("*.np[yz]")], {"format": "npy", "camera_map": camera_map})
         images = cached_frames(cache_dir, key, shapes, lambda out: _fill(out, images))
     arrays.update(images)
     return _store(root, cfg, features, arrays, lengths)
+
+
+def camera_map_of(cfg: DatasetConfig) -> dict[str, str]:
+    camera_map = DEFAULT_CAMERA_MAP if cfg.camera_map is None else cfg.camera_map
+    if not isinstance(camera_map, dict) or not all(isinstance(v, str) for v in camera_map.values()):
+        raise ActlabError(
+            f"dataset.camera_map={camera_map}: expected a map of observation keys to camera names, "
+            "e.g. {image_left: left, image_right: right}"
+        )
+    return {str(k): v for k, v in camera_map.items()}
 
 
 def read_lengths(path: Path) -> np.ndarray:
@@ -216,7 +227,7 @@ def _flat_layout(root: Path, cfg: DatasetConfig, lengths: np.ndarray, cache_dir:
             f"{root}: rollout_length.npy sums to {n} frames but observations.npy has {len(observations)} "
             f"and actions.npy {len(actions)} rows"
         )
-    names = list(cfg.camera_map.values())
+    names = list(camera_map_of(cfg).values())
     image_size = height * width * 3
     state_dim = observations.shape[1] - len(names) * image_size
     if state_dim < 0:
