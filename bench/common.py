@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -17,35 +16,26 @@ def write_image_dataset(
     """A LeRobot v3.0 dataset of random frames, written with LeRobot's own writer (once)."""
     if (root / "meta" / "info.json").is_file():
         return root
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+    from actlab.lerobot_io.writer import lerobot_writer
+    from actlab.policy.config import PolicyFeature
 
-    os.environ.setdefault("SVT_LOG", "1")  # quiet AV1 encoder banners
     rng = np.random.default_rng(0)
     features = {
-        "observation.state": {"dtype": "float32", "shape": (state_dim,), "names": None},
-        "action": {"dtype": "float32", "shape": (action_dim,), "names": None},
-        **{
-            f"observation.images.{c}": {
-                "dtype": "video" if video else "image",
-                "shape": (*hw, 3),
-                "names": ["height", "width", "channels"],
-            }
-            for c in cameras
-        },
+        "observation.state": PolicyFeature("STATE", (state_dim,)),
+        "action": PolicyFeature("ACTION", (action_dim,)),
     }
-    ds = LeRobotDataset.create(repo_id=f"bench/{root.name}", fps=30, features=features, root=root, use_videos=video)
-    for _ in range(episodes):
-        for _ in range(frames):
-            ds.add_frame(
-                {
-                    "observation.state": rng.normal(size=state_dim).astype(np.float32),
-                    "action": rng.normal(size=action_dim).astype(np.float32),
-                    **{f"observation.images.{c}": rng.integers(0, 256, (*hw, 3), dtype=np.uint8) for c in cameras},
-                    "task": "bench",
-                }
-            )
-        ds.save_episode()
-    ds.finalize()
+    features.update({f"observation.images.{c}": PolicyFeature("VISUAL", (3, *hw)) for c in cameras})
+
+    def frame() -> dict[str, np.ndarray]:
+        return {
+            "observation.state": rng.normal(size=state_dim).astype(np.float32),
+            "action": rng.normal(size=action_dim).astype(np.float32),
+            **{f"observation.images.{c}": rng.integers(0, 256, (*hw, 3), dtype=np.uint8) for c in cameras},
+        }
+
+    with lerobot_writer(root, features, fps=30, video=video, repo_id=f"bench/{root.name}") as write_episode:
+        for _ in range(episodes):
+            write_episode([frame() for _ in range(frames)], "bench")
     return root
 
 

@@ -13,6 +13,8 @@ import pytest
 from omegaconf import DictConfig
 
 from actlab.config.compose import compose_train as compose
+from actlab.lerobot_io.writer import lerobot_writer
+from actlab.policy.config import PolicyFeature
 
 os.environ.setdefault("SVT_LOG", "1")  # quiet AV1 encoder banners
 
@@ -48,36 +50,28 @@ def write_lerobot_dataset(
     fps: int = 10,
 ) -> Path:
     """A LeRobot v3.0 dataset of random frames, written with LeRobot's own writer."""
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
     rng = np.random.default_rng(seed)
     features = {
-        "observation.state": {"dtype": "float32", "shape": (state_dim,), "names": None},
-        "action": {"dtype": "float32", "shape": (action_dim,), "names": None},
+        "observation.state": PolicyFeature("STATE", (state_dim,)),
+        "action": PolicyFeature("ACTION", (action_dim,)),
     }
     if env_state_dim:
-        features["observation.environment_state"] = {"dtype": "float32", "shape": (env_state_dim,), "names": None}
+        features["observation.environment_state"] = PolicyFeature("ENV", (env_state_dim,))
     for cam in cameras:
-        features[f"observation.images.{cam}"] = {
-            "dtype": "video" if video else "image",
-            "shape": (*image_hw, 3),
-            "names": ["height", "width", "channels"],
-        }
-    ds = LeRobotDataset.create(repo_id=f"test/{root.name}", fps=fps, features=features, root=root, use_videos=video)
-    for ep in range(episodes):
-        for _ in range(lengths[ep] if lengths else frames):
-            frame = {
-                "observation.state": rng.normal(size=state_dim).astype(np.float32),
-                "action": rng.normal(size=action_dim).astype(np.float32),
-                "task": "test",
-            }
-            if env_state_dim:
-                frame["observation.environment_state"] = rng.normal(size=env_state_dim).astype(np.float32)
-            for cam in cameras:
-                frame[f"observation.images.{cam}"] = rng.integers(0, 256, (*image_hw, 3), dtype=np.uint8)
-            ds.add_frame(frame)
-        ds.save_episode()
-    ds.finalize()
+        features[f"observation.images.{cam}"] = PolicyFeature("VISUAL", (3, *image_hw))
+
+    def frame() -> dict[str, np.ndarray]:
+        values = {}
+        for key, f in features.items():
+            if f.type == "VISUAL":
+                values[key] = rng.integers(0, 256, (*image_hw, 3), dtype=np.uint8)
+            else:
+                values[key] = rng.normal(size=f.shape).astype(np.float32)
+        return values
+
+    with lerobot_writer(root, features, fps, video, repo_id=f"test/{root.name}") as write_episode:
+        for ep in range(episodes):
+            write_episode([frame() for _ in range(lengths[ep] if lengths else frames)], "test")
     return root
 
 

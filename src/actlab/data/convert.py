@@ -5,29 +5,26 @@ written with LeRobot's own writer, so the data can go to the hub or to `lerobot-
     actlab-convert dataset=parquet dataset.root=real_data/lift output=/data/lift_v30 video=false
 
 The dataset group is the training one (same keys: dataset.camera_map, dataset.allow_pickle, ...). The
-output is written under a temporary name and renamed when complete; an existing output is refused.
+output is published only when complete (`actlab.lerobot_io.writer`); an existing output is refused.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import hydra
-import numpy as np
 from omegaconf import MISSING, DictConfig, OmegaConf
 from tqdm import tqdm
 
 from actlab.config.compose import CONFIG_DIR
 from actlab.config.schema import DatasetConfig, register_configs
 from actlab.data.formats import load_store
-from actlab.data.formats.lerobot import lerobot_feature_specs
 from actlab.data.store import EpisodeStore
 from actlab.errors import ActlabError
-from actlab.io import atomic_dir, remove_stale
+from actlab.lerobot_io.writer import lerobot_writer
 
 log = logging.getLogger("actlab")
 
@@ -44,24 +41,12 @@ class ConvertConfig:
 
 def write_lerobot(store: EpisodeStore, output: Path, repo_id: str, task: str, video: bool) -> Path:
     """Writes `store` as a LeRobot v3.0 dataset at `output` with LeRobot's writer."""
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
     if output.exists():
         raise ActlabError(f"output={output} already exists; choose a new folder")
-    os.environ.setdefault("SVT_LOG", "1")
-    features = lerobot_feature_specs(store.features, video)
-    remove_stale(output.parent, output.name)
-    with atomic_dir(output, create=False) as tmp:
-        writer = LeRobotDataset.create(
-            repo_id=repo_id, fps=round(store.fps), features=features, root=tmp, use_videos=video
-        )
-        for start, end in tqdm(
-            zip(store.episode_starts, store.episode_ends, strict=True), total=store.num_episodes, desc="episodes"
-        ):
-            for t in range(start, end):
-                writer.add_frame({**{k: np.asarray(store.arrays[k][t]) for k in features}, "task": task})
-            writer.save_episode()
-        writer.finalize()
+    bounds = list(zip(store.episode_starts, store.episode_ends, strict=True))
+    with lerobot_writer(output, store.features, store.fps, video, repo_id) as write_episode:
+        for start, end in tqdm(bounds, desc="episodes"):
+            write_episode(({k: store.arrays[k][t] for k in store.features} for t in range(start, end)), task)
     return output
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -19,9 +18,8 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from actlab.config.schema import DemoCollectionConfig, EnvConfig
-from actlab.data.formats.lerobot import lerobot_feature_specs
 from actlab.errors import ActlabError
-from actlab.io import atomic_dir, remove_stale
+from actlab.lerobot_io.writer import lerobot_writer
 from actlab.sim.envs import SimEnv, make_env
 from actlab.sim.lift_expert import LiftExpert
 
@@ -53,7 +51,6 @@ def ensure_demonstrations(env_cfg: EnvConfig, collect: DemoCollectionConfig, dat
     if (root / "meta" / "info.json").is_file():
         log.info(f"Demonstrations: reusing {root}")
         return root
-    remove_stale(root.parent)  # what a killed collection left behind
     env = make_env(env_cfg)
     try:
         collect_demonstrations(env, EXPERTS[env_cfg.task](), collect, root, env_cfg.task, env_cfg.robot)
@@ -65,50 +62,27 @@ def ensure_demonstrations(env_cfg: EnvConfig, collect: DemoCollectionConfig, dat
 def collect_demonstrations(
     env: SimEnv, expert: Callable, cfg: DemoCollectionConfig, root: Path, task: str, robot_type: str | None = None
 ) -> None:
-    import av
-    import datasets
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
-    # One progress bar for the episodes; not a progress bar, a codec line and an encoder banner per video.
-    datasets.disable_progress_bars()
-    os.environ.setdefault("SVT_LOG", "1")
-    av.logging.set_level(av.logging.ERROR)
-
     rng = np.random.default_rng(cfg.seed)
     seed, saved, failed = cfg.seed, 0, 0
     log.info(f"Collecting {cfg.episodes} scripted {task} demonstrations into {root}")
-    root_logger = logging.getLogger()
-    level = root_logger.level
-    root_logger.setLevel(logging.WARNING)  # LeRobot logs its codec choice at INFO for every episode
-    try:
-        with atomic_dir(root, create=False) as tmp, tqdm(total=cfg.episodes, desc="demonstrations") as bar:
-            writer = LeRobotDataset.create(
-                repo_id=f"actlab/{root.name}",
-                fps=int(env.fps),
-                features=lerobot_feature_specs(env.features, cfg.video),
-                root=tmp,
-                use_videos=cfg.video,
-                robot_type=robot_type,
-            )
-            while saved < cfg.episodes:
-                frames = record_episode(env, expert, cfg, seed, rng)
-                seed += 1
-                if frames is None:
-                    failed += 1
-                    if failed > max(10, cfg.episodes):
-                        raise ActlabError(
-                            f"the scripted {task} expert failed {failed} episodes; lower "
-                            "dataset.collect.action_noise or raise dataset.collect.max_steps"
-                        )
-                    continue
-                for frame in frames:
-                    writer.add_frame({**frame, "task": task})
-                writer.save_episode()
-                saved += 1
-                bar.update()
-            writer.finalize()
-    finally:
-        root_logger.setLevel(level)
+    with (
+        lerobot_writer(root, env.features, env.fps, cfg.video, f"actlab/{root.name}", robot_type) as write_episode,
+        tqdm(total=cfg.episodes, desc="demonstrations") as bar,
+    ):
+        while saved < cfg.episodes:
+            frames = record_episode(env, expert, cfg, seed, rng)
+            seed += 1
+            if frames is None:
+                failed += 1
+                if failed > max(10, cfg.episodes):
+                    raise ActlabError(
+                        f"the scripted {task} expert failed {failed} episodes; lower "
+                        "dataset.collect.action_noise or raise dataset.collect.max_steps"
+                    )
+                continue
+            write_episode(frames, task)
+            saved += 1
+            bar.update()
     log.info(f"Demonstrations: {saved} episodes saved ({failed} failed attempts discarded)")
 
 

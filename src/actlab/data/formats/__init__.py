@@ -6,10 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from actlab.config.schema import DatasetConfig
-from actlab.data.formats.lerobot import load_lerobot, load_parquet
 from actlab.data.formats.npy import load_npy
 from actlab.data.store import EpisodeStore
 from actlab.errors import ActlabError
+from actlab.lerobot_io.dataset import load_lerobot, load_parquet
 
 FORMATS: dict[str, Callable[[DatasetConfig, Path], EpisodeStore]] = {
     "lerobot": load_lerobot,

@@ -1,4 +1,4 @@
-"""LeRobot-layout datasets, codebase v2.0, v2.1 and v3.0, read with pyarrow and PyAV into an EpisodeStore.
+"""Reading LeRobot datasets, codebase v2.0, v2.1 and v3.0, with pyarrow and PyAV into an EpisodeStore.
 
 One reader serves both `dataset.format=lerobot` (a local folder or, when `root` is null, the hub
 `repo_id`) and `dataset.format=parquet` (seed 004: a local folder, no LeRobot loader, no network).
@@ -72,23 +72,6 @@ class Layout:
         chunk = index // int(self.info.get("chunks_size", 1000))
         name = self.info["video_path"].format(episode_chunk=chunk, video_key=key, episode_index=index)
         return self.root / name, 0.0
-
-
-def lerobot_feature_specs(features: dict[str, PolicyFeature], video: bool) -> dict[str, dict]:
-    """LeRobot writer feature specs (`LeRobotDataset.create(features=...)`) for actlab features; cameras
-    as mp4 videos or png images, channels last."""
-    specs = {}
-    for key, feature in features.items():
-        if feature.type == "VISUAL":
-            channels, height, width = feature.shape
-            specs[key] = {
-                "dtype": "video" if video else "image",
-                "shape": (height, width, channels),
-                "names": ["height", "width", "channels"],
-            }
-        else:
-            specs[key] = {"dtype": "float32", "shape": tuple(feature.shape), "names": None}
-    return specs
 
 
 def load_lerobot(cfg: DatasetConfig, cache_dir: Path) -> EpisodeStore:
