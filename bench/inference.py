@@ -24,11 +24,7 @@ STATE_DIM = ACTION_DIM = 14
 
 def baseline_policies(n_cameras: int, hw: tuple[int, int]):
     """actlab's ACTPolicy (model=baseline architecture) and LeRobot's with the same weights."""
-    from lerobot.configs.types import FeatureType
-    from lerobot.configs.types import PolicyFeature as LRFeature
-    from lerobot.policies.act.configuration_act import ACTConfig
-    from lerobot.policies.act.modeling_act import ACTPolicy as LeRobotACT
-
+    from actlab.lerobot_io.export import to_lerobot
     from actlab.policy import ACTPolicy, ACTPolicyConfig, PolicyFeature
 
     cameras = [f"observation.images.cam{i}" for i in range(n_cameras)]
@@ -50,17 +46,7 @@ def baseline_policies(n_cameras: int, hw: tuple[int, int]):
         ),
         stats,
     ).eval()
-    types = {"STATE": FeatureType.STATE, "VISUAL": FeatureType.VISUAL, "ACTION": FeatureType.ACTION}
-    lr_cfg = ACTConfig(
-        input_features={k: LRFeature(types[f.type], f.shape) for k, f in inputs.items()},
-        output_features={k: LRFeature(types[f.type], f.shape) for k, f in outputs.items()},
-        pretrained_backbone_weights=None,
-        device="cpu",
-    )
-    theirs = LeRobotACT(lr_cfg).eval()
-    theirs.model.load_state_dict(
-        {k.removeprefix("model."): v for k, v in ours.state_dict().items() if k.startswith("model.")}
-    )
+    theirs, _, _ = to_lerobot(ours)
     return ours, theirs, cameras
 
 

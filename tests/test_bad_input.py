@@ -729,8 +729,11 @@ def test_from_pretrained_of_damaged_or_foreign_folders_is_one_line(base, tmp_pat
     (folder / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}")
     with pytest.raises(ActlabError, match=rf"^{folder}/model.safetensors: cannot be read \(SafetensorError: "):
         ACTPolicy.from_pretrained(folder)
-    (folder / "config.json").write_text('{"type": "act", "chunk_size": 100}')
-    with pytest.raises(ActlabError, match=rf"^{folder}/config.json: policy config has unknown keys \['type'\]$"):
+    (folder / "config.json").write_text('{"policy": "act", "chunk_size": 100}')
+    with pytest.raises(ActlabError, match=rf"^{folder}/config.json: policy config has unknown keys \['policy'\]$"):
+        ACTPolicy.from_pretrained(folder)
+    (folder / "config.json").write_text('{"type": "diffusion"}')  # a LeRobot folder of another policy
+    with pytest.raises(ActlabError, match=rf"^{folder}/config.json: a LeRobot 'diffusion' policy; actlab reads "):
         ACTPolicy.from_pretrained(folder)
     with pytest.raises(ActlabError, match=rf"^{tmp_path}/nothing is not a policy folder: config.json is missing$"):
         ACTPolicy.from_pretrained(tmp_path / "nothing")

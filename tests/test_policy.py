@@ -9,7 +9,7 @@ import torch
 
 from actlab.errors import ActlabError
 from actlab.policy import ACTPolicy, ACTPolicyConfig, PolicyFeature
-from actlab.policy.policy import TemporalEnsembler
+from actlab.policy.selection import TemporalEnsembler
 
 SMALL = dict(
     chunk_size=10,
@@ -57,48 +57,9 @@ def make_policy(cameras=("top", "wrist"), **overrides):
 
 def lerobot_twin(policy: ACTPolicy):
     """LeRobot's ACTPolicy with the same config and weights, and its processors with the same stats."""
-    from lerobot.configs.types import FeatureType, NormalizationMode
-    from lerobot.configs.types import PolicyFeature as LRFeature
-    from lerobot.policies.act.configuration_act import ACTConfig
-    from lerobot.policies.act.modeling_act import ACTPolicy as LeRobotACT
-    from lerobot.policies.act.processor_act import make_act_pre_post_processors
+    from actlab.lerobot_io.export import to_lerobot
 
-    c = policy.config
-    types = {
-        "STATE": FeatureType.STATE,
-        "ENV": FeatureType.ENV,
-        "VISUAL": FeatureType.VISUAL,
-        "ACTION": FeatureType.ACTION,
-    }
-    convert = lambda fs: {k: LRFeature(types[f.type], tuple(f.shape)) for k, f in fs.items()}  # noqa: E731
-    lr_cfg = ACTConfig(
-        input_features=convert(c.input_features),
-        output_features=convert(c.output_features),
-        chunk_size=c.chunk_size,
-        n_action_steps=c.n_action_steps,
-        dim_model=c.dim_model,
-        n_heads=c.n_heads,
-        dim_feedforward=c.dim_feedforward,
-        n_encoder_layers=c.n_encoder_layers,
-        n_decoder_layers=c.n_decoder_layers,
-        n_vae_encoder_layers=c.n_vae_encoder_layers,
-        latent_dim=c.latent_dim,
-        use_vae=c.use_vae,
-        pretrained_backbone_weights=None,
-        device="cpu",
-        temporal_ensemble_coeff=c.temporal_ensemble_coeff,
-        # LeRobot's ACT leaves ENV unnormalised by default; actlab normalises it, so ask LeRobot to as well.
-        normalization_mapping={t: NormalizationMode.MEAN_STD for t in ("VISUAL", "STATE", "ENV", "ACTION")},
-    )
-    twin = LeRobotACT(lr_cfg)
-    weights = {k: v for k, v in policy.state_dict().items() if k.startswith("model.")}
-    twin.load_state_dict(weights, strict=True)  # every name and shape matches
-    stats = {}
-    for key in {**c.input_features, **c.output_features}:
-        s = policy.normalizer.stats[key.replace(".", "__")]
-        stats[key] = {"mean": s.mean.clone(), "std": s.std.clone()}
-    pre, post = make_act_pre_post_processors(lr_cfg, stats)
-    return twin.eval(), pre, post
+    return to_lerobot(policy)
 
 
 @pytest.mark.parametrize("cameras", [("top",), ("top", "wrist", "side")])
@@ -156,7 +117,7 @@ def test_select_action_pops_the_queue_then_replans():
         torch.testing.assert_close(actions[i], chunk[:, i])
     torch.testing.assert_close(actions[4], chunk[:, 0])  # a new chunk from the same observation
     policy.reset()
-    assert len(policy._queue) == 0
+    assert len(policy.selector.queue) == 0
 
 
 def test_save_and_load_give_identical_actions(tmp_path):

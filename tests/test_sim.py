@@ -118,3 +118,18 @@ def test_without_a_final_evaluation_the_last_rollouts_are_the_sweepers_metric(tm
     # experiment=quickstart sets optimized_metric=eval/success_rate; the in-training rollouts provide it.
     run_dir = quickstart(tmp_path, "env.final_eval_episodes=0")
     assert not (run_dir / "eval" / "final_metrics.json").exists()
+
+
+def test_in_training_evaluations_record_videos_and_log_them(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from actlab.eval.video import read_frames
+
+    run_dir = quickstart(tmp_path, "env.video_episodes=1", "logger=tensorboard", "env.max_steps=10")
+    videos = sorted(p.relative_to(run_dir / "eval" / "videos") for p in (run_dir / "eval" / "videos").rglob("*.mp4"))
+    assert [str(v) for v in videos] == ["final/episode_000.mp4", "step_2/episode_000.mp4", "step_4/episode_000.mp4"]
+    assert read_frames(run_dir / "eval" / "videos" / "step_2" / "episode_000.mp4").shape == (11, 240, 320, 3)
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert {"eval/videos/episode_000", "eval/final_videos/episode_000"} <= set(events.Tags()["images"])
+    assert [e.step for e in events.Images("eval/videos/episode_000")] == [2, 4]

@@ -273,7 +273,7 @@ def test_ctrl_c_during_training_closes_the_simulator_and_the_loggers(tmp_path, s
             "action": PolicyFeature("ACTION", (5,)),
         }
     )
-    monkeypatch.setattr("actlab.training.train.make_env", lambda cfg: env)
+    monkeypatch.setattr("actlab.training.train.make_env", lambda cfg, video=False: env)
     step = ACTLightningModule.training_step
 
     def interrupted_at_step_3(self, batch, batch_idx):

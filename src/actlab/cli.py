@@ -1,94 +1,22 @@
-"""`python train.py ...` / `actlab-train ...`: the Hydra entry point.
-
-User errors (bad paths, keys, values, data or files) print one line on stderr, `error: ...`, and exit with
-status 2; no traceback. A run that fails before it wrote anything leaves no run directory behind; one
-that fails later keeps its directory, with the error line at the end of its train.log. Ctrl-C exits with
-status 130 after closing the simulator and the loggers. Hydra's own composition errors (an unknown
-option or key, a value of the wrong type) are reported by Hydra, with status 1.
+"""`python train.py ...` / `actlab-train ...`: the training entry point (errors: `actlab.entry`).
 
 The return value (`optimized_metric`) is what Hydra sweepers optimise.
 """
 
 from __future__ import annotations
 
-import logging
-import re
-import shutil
-import sys
-import warnings
-from pathlib import Path
-
 import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from actlab.config.compose import CONFIG_DIR
 from actlab.config.schema import register_configs
-from actlab.errors import ActlabError
-
-log = logging.getLogger("actlab")
+from actlab.entry import run_task
 
 register_configs()
-
-
-def quiet_library_logging() -> None:
-    """Lightning installs its own console handler at import; let its records reach Hydra's handlers
-    (console and train.log) once instead, and drop warnings that say nothing about the user's run."""
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logger = logging.getLogger(name)
-        logger.handlers.clear()
-        logger.propagate = True
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    warnings.filterwarnings("ignore", message=".*video decoding and encoding capabilities of torchvision.*")
-
-
-def report_error(message: str) -> None:
-    """The one line on stderr, also appended to the run's train.log (the console already has it)."""
-    print(message, file=sys.stderr)
-    record = logging.LogRecord("actlab", logging.ERROR, __file__, 0, message, None, None)
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler):
-            handler.handle(record)
-
-
-def remove_unused_run_dir(cfg: DictConfig) -> None:
-    """Deletes this run's directory when the run wrote nothing into it (it failed during set-up): what
-    is left is only Hydra's `.hydra/` and the log. Never a resumed run's directory, nor a sweep's job."""
-    run_dir = Path(cfg.paths.output_dir)
-    if HydraConfig.get().mode == RunMode.MULTIRUN or (cfg.resume and Path(cfg.resume).resolve() == run_dir.resolve()):
-        return
-    if not run_dir.is_dir() or {p.name for p in run_dir.iterdir()} - {".hydra", "train.log"}:
-        return
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler):
-            handler.close()
-    shutil.rmtree(run_dir, ignore_errors=True)
-    date, outputs = run_dir.parent, run_dir.parent.parent
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", date.name) and outputs.name == "outputs":  # Hydra's default layout
-        for parent in (date, outputs):  # when this run made them and they are empty
-            try:
-                parent.rmdir()
-            except OSError:
-                break
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from actlab.training.train import objective, train
 
-    quiet_library_logging()
-    try:
-        return objective(cfg, train(cfg))
-    except ActlabError as e:
-        report_error(f"error: {e}")
-        remove_unused_run_dir(cfg)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        run_dir = Path(cfg.paths.output_dir)
-        if (run_dir / "checkpoints" / "last").is_dir():
-            report_error(f"interrupted; continue with resume={run_dir}")
-        else:
-            report_error("interrupted before the first checkpoint")
-            remove_unused_run_dir(cfg)
-        sys.exit(130)
+    return run_task(cfg, lambda c: objective(c, train(c)))

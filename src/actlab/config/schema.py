@@ -118,6 +118,9 @@ class EnvConfig:
     final_eval_episodes: int = 10
     max_steps: int = 400
     seed: int = 100_000  # evaluation episode i uses seed + i (demonstrations use other seeds)
+    video_episodes: int = 0  # in-training evaluations record MP4s of their first N episodes (logged too)
+    video_camera: str | None = None  # the camera videos are rendered from (any camera, policy's or not)
+    video_size: list[int] = field(default_factory=lambda: [240, 320])  # height, width of video frames
 
 
 @dataclass
@@ -173,6 +176,36 @@ class TrainConfig:
     logger: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class EvalOptions:
+    """How `actlab-eval` evaluates (the policy and its settings come from `checkpoint`)."""
+
+    mode: str = "auto"  # auto (the simulator when env.type is set, else the dataset) | sim | dataset
+    episodes: list[int] | None = None  # dataset mode: episodes to replay; null = the run's held-out episodes
+    videos: int = 2  # sim mode: MP4s of the first N episodes, rendered from env.video_camera
+    video: bool = False  # dataset mode: an MP4 per episode, the cameras beside a live plot of the actions
+    plots: bool = True  # dataset mode: a PNG per episode, predicted vs recorded actions
+    num_workers: int = 1  # sim mode: simulator processes (1 = in this process), one batched policy
+    device: str = "auto"  # auto (cuda when there is one) | cpu | cuda
+
+
+@dataclass
+class EvalConfig:
+    """`conf/eval.yaml`: a checkpoint, its training run's settings (registered as `checkpoint_run` by
+    actlab-eval) and the command line's overrides of them."""
+
+    checkpoint: str = MISSING
+    task_name: str = "eval"
+    seed: int = 1000  # with dataset.val_split, picks the held-out episodes, as in training
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    policy: PolicyRuntimeConfig = field(default_factory=PolicyRuntimeConfig)
+    eval: EvalOptions = field(default_factory=EvalOptions)
+
+
 def run_dir(resume: str | None, fresh: str) -> str:
     """Resolver behind `hydra.run.dir`: `resume=<run dir>` continues in that directory when it holds a
     checkpoint; otherwise the run starts in a fresh one (and `train` reports the bad resume path)."""
@@ -196,4 +229,5 @@ def register_configs() -> None:
     from omegaconf import OmegaConf
 
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    ConfigStore.instance().store(name="eval_schema", node=EvalConfig)
     OmegaConf.register_new_resolver("actlab.run_dir", run_dir, replace=True)

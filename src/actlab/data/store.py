@@ -28,6 +28,7 @@ class EpisodeStore:
     episode_ends: np.ndarray  # (E,) one past the last frame
     stats: Stats = field(default_factory=dict)
     root: Path | None = None
+    names: dict[str, list[str] | None] = field(default_factory=dict)  # vector key -> per-dimension names
 
     def __post_init__(self) -> None:
         if ACTION not in self.features:
@@ -56,6 +57,11 @@ class EpisodeStore:
     @property
     def camera_keys(self) -> list[str]:
         return [k for k, f in self.features.items() if f.type == "VISUAL"]
+
+    def dimension_names(self, key: str) -> list[str]:
+        """Names of a vector's dimensions: the dataset's own, else `key[i]`."""
+        names = self.names.get(key)
+        return names if names else [f"{key}[{i}]" for i in range(self.features[key].shape[0])]
 
     def frame_episodes(self) -> np.ndarray:
         """(N,) episode number of every frame."""

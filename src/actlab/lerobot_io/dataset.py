@@ -128,7 +128,19 @@ def load_layout(root: Path, cfg: DatasetConfig, cache_dir: Path) -> EpisodeStore
         episode_ends=ends,
         stats={k: v for k, v in layout.stats.items() if k in features},
         root=root,
+        names={k: vector_names(layout.info["features"][k]) for k in vectors},
     )
+
+
+def vector_names(feature: dict) -> list[str] | None:
+    """The per-dimension names info.json gives a vector (a list, or {group: [names]} as some robots write
+    them), or None when it gives none that fit."""
+    names = feature.get("names")
+    if isinstance(names, dict):
+        names = [n for group in names.values() for n in (group if isinstance(group, list) else [group])]
+    if not isinstance(names, list) or len(names) != int(np.prod(feature["shape"])):
+        return None
+    return [str(n) for n in names]
 
 
 def read_layout(root: Path) -> Layout:

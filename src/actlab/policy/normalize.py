@@ -52,6 +52,11 @@ class Normalizer(nn.Module):
                     raise ActlabError(f"statistics '{key}.{name}' have {value.numel()} values; expected shape {shape}")
                 getattr(buffers, name).copy_(value.reshape(shape))
 
+    def mean_std(self, key: str) -> tuple[Tensor, Tensor]:
+        """The (mean, std) buffers of feature `key` (images: per channel, (3, 1, 1))."""
+        s = self.stats[_name(key)]
+        return s.mean, s.std
+
     def normalize(self, key: str, x: Tensor) -> Tensor:
         s = self.stats[_name(key)]
         return (x - s.mean) / (s.std + EPS)

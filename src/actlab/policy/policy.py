@@ -7,7 +7,6 @@ Inputs use LeRobot's batch keys: `observation.state` (B, S), `observation.enviro
 
 from __future__ import annotations
 
-from collections import deque
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -19,46 +18,11 @@ from actlab.errors import ActlabError, reason
 from actlab.policy.act import ACT
 from actlab.policy.config import ACTION, ACTION_IS_PAD, OBSERVATION_IS_PAD, ACTPolicyConfig
 from actlab.policy.normalize import Normalizer
+from actlab.policy.selection import ActionSelector
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 PRECISIONS = ("fp32", "bf16")
-
-
-class TemporalEnsembler:
-    """Online exponentially weighted average of overlapping chunks (ACT paper, Algorithm 2).
-
-    The action executed at time t averages every chunk that predicted t, with weights exp(-coeff * i),
-    i = 0 for the oldest of those chunks.
-    """
-
-    def __init__(self, coeff: float, chunk_size: int):
-        self.weights = torch.exp(-coeff * torch.arange(chunk_size, dtype=torch.float64))
-        self.reset()
-
-    def reset(self) -> None:
-        self.weighted_sum: Tensor | None = None  # (B, chunk, A): sum of w * action for each future step
-        self.weight_sum: Tensor | None = None  # (chunk,)
-        self.count: Tensor | None = None  # (chunk,) how many chunks predicted each future step
-
-    def update(self, chunk: Tensor) -> Tensor:
-        """Adds a (B, chunk_size, A) chunk predicted now and returns the (B, A) action to execute now."""
-        chunk64 = chunk.to(torch.float64)
-        weights = self.weights.to(chunk.device)
-        if self.weighted_sum is None:
-            self.weighted_sum = chunk64 * weights[0]
-            self.weight_sum = weights[:1].expand(chunk.shape[1]).clone()
-            self.count = torch.ones(chunk.shape[1], dtype=torch.long, device=chunk.device)
-        else:
-            w = weights[self.count]  # the new chunk is the count-th contributor of each step
-            self.weighted_sum = torch.cat(
-                [self.weighted_sum + chunk64[:, :-1] * w[:, None], chunk64[:, -1:] * weights[0]], 1
-            )
-            self.weight_sum = torch.cat([self.weight_sum + w, weights[:1]])
-            self.count = torch.cat([self.count + 1, self.count.new_ones(1)])
-        action = self.weighted_sum[:, 0] / self.weight_sum[0]
-        self.weighted_sum, self.weight_sum, self.count = self.weighted_sum[:, 1:], self.weight_sum[1:], self.count[1:]
-        return action.to(chunk.dtype)
 
 
 class ACTPolicy(nn.Module):
@@ -176,35 +140,18 @@ class ACTPolicy(nn.Module):
         """The (B, action_dim) action to execute now, given the current (B, ...) observation: from the
         queue of the last chunk's first `n_action_steps` actions, or the temporal ensemble of every chunk
         when that is configured. With n_obs_steps > 1 the policy keeps the episode's recent observations."""
-        if self.config.n_obs_steps > 1:
-            observation = self._with_history(self.check_observation(observation, time_axis=False))
-        if self._ensembler is not None:
-            return self._ensembler.update(self.predict_action_chunk(observation))
-        if not self._queue:
-            chunk = self.predict_action_chunk(observation)[:, : self.config.n_action_steps]
-            self._queue.extend(chunk.transpose(0, 1))
-        return self._queue.popleft()
+        observation = self.selector.observe(self.check_observation(observation, time_axis=False))
+        if self.selector.needs_chunk:
+            self.selector.add_chunk(self.predict_action_chunk(observation))
+        return self.selector.pop()
 
-    def _with_history(self, observation: dict[str, Tensor]) -> dict[str, Tensor]:
-        """The last n_obs_steps observations stacked on a time axis; before the episode has that many,
-        the first one is repeated and flagged in `observation_is_pad` (as the training windows do)."""
-        keys = list(self.config.input_features)
-        self._history.append({k: observation[k] for k in keys if k in observation})
-        steps = self.config.n_obs_steps
-        missing = steps - len(self._history)
-        frames = [self._history[0]] * missing + list(self._history)
-        out = {k: torch.stack([f[k] for f in frames], dim=1) for k in frames[-1]}
-        batch = next(iter(out.values())).shape[0]
-        pad = torch.arange(steps) < missing
-        out[OBSERVATION_IS_PAD] = pad.expand(batch, steps).to(next(iter(out.values())).device)
-        return out
+    def new_selector(self) -> ActionSelector:
+        """A fresh per-stream action state, for running several episodes through one batched network."""
+        return ActionSelector(self.config, list(self.config.input_features))
 
     def reset(self) -> None:
         """Forget queued actions and observation history; call at the start of every episode."""
-        coeff = self.config.temporal_ensemble_coeff
-        self._ensembler = TemporalEnsembler(coeff, self.config.chunk_size) if coeff is not None else None
-        self._queue: deque[Tensor] = deque(maxlen=self.config.n_action_steps)
-        self._history: deque[dict[str, Tensor]] = deque(maxlen=self.config.n_obs_steps)
+        self.selector = self.new_selector()
 
     # ----------------------------------------------------------------------------------- files
     def save_pretrained(self, directory: str | Path) -> None:
@@ -219,7 +166,13 @@ class ACTPolicy(nn.Module):
         precision: str = "fp32",
         compile: bool = False,
     ) -> ACTPolicy:
+        """An actlab policy folder, or a LeRobot ACT one (actlab.lerobot_io.imports)."""
+        # Imported here: actlab.policy stays free of lerobot, which only LeRobot folders need.
+        from actlab.lerobot_io.imports import is_lerobot_policy, read_lerobot_policy
+
         directory = Path(directory)
+        if is_lerobot_policy(directory):
+            return read_lerobot_policy(directory).to(map_location).configure_inference(precision, compile)
         for name in (CONFIG_NAME, WEIGHTS_NAME):
             if not (directory / name).is_file():
                 raise ActlabError(f"{directory} is not a policy folder: {name} is missing")

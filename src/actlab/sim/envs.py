@@ -27,6 +27,10 @@ class SimEnv(Protocol):
         """Returns (observation, reward, success)."""
         ...
 
+    def render(self) -> np.ndarray:
+        """An H x W x 3 uint8 frame from `env.video_camera` at `env.video_size` (made with `video=True`)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -54,19 +58,26 @@ def import_robosuite(render: bool):
 
 
 class RobosuiteEnv:
-    def __init__(self, cfg: EnvConfig):
+    def __init__(self, cfg: EnvConfig, video: bool = False):
         if not cfg.task:
             raise ActlabError("env.task is required for a robosuite env (e.g. Lift)")
+        if video and not cfg.video_camera:
+            raise ActlabError("videos need env.video_camera (e.g. agentview)")
         self.cfg = cfg
         self.cameras = list(cfg.cameras)
         height, width = cfg.image_size
-        suite = import_robosuite(render=bool(self.cameras))
+        suite = import_robosuite(render=bool(self.cameras) or video)
+        # robosuite draws from numpy's global generator, and with hard_reset=False the state its first,
+        # construction-time reset leaves behind leaks into later seeded resets (the cube settles ~1e-4 m
+        # differently). Building from a fixed seed makes `reset(seed)` the same in every process.
+        numpy_state = np.random.get_state()
+        np.random.seed(0)
         try:
             self.env = suite.make(
                 cfg.task,
                 robots=cfg.robot,
                 has_renderer=False,
-                has_offscreen_renderer=bool(self.cameras),
+                has_offscreen_renderer=bool(self.cameras) or video,
                 use_camera_obs=bool(self.cameras),
                 camera_names=self.cameras or "agentview",
                 camera_heights=height,
@@ -77,10 +88,12 @@ class RobosuiteEnv:
                 reward_shaping=cfg.reward_shaping,
                 hard_reset=False,
             )
+            self.raw = self.env.reset()
         except Exception as e:
             raise ActlabError(f"robosuite could not make env.task={cfg.task} env.robot={cfg.robot}: {e}") from e
+        finally:
+            np.random.set_state(numpy_state)
         self.fps = float(cfg.control_freq)
-        self.raw = self.env.reset()
         self.features = self._features(self.raw)
 
     def _features(self, raw: dict[str, Any]) -> dict[str, PolicyFeature]:
@@ -122,19 +135,27 @@ class RobosuiteEnv:
         self.raw, reward, _, _ = self.env.step(np.asarray(action, dtype=np.float64))
         return self.observation(self.raw), float(reward), bool(self.env._check_success())
 
+    def render(self) -> np.ndarray:
+        height, width = self.cfg.video_size
+        try:
+            frame = self.env.sim.render(width=width, height=height, camera_name=self.cfg.video_camera)
+        except Exception as e:  # noqa: BLE001 - MuJoCo names the bad camera in its own error
+            raise ActlabError(f"env.video_camera={self.cfg.video_camera}: cannot render it ({e})") from None
+        return np.ascontiguousarray(frame[::-1])  # OpenGL rows run bottom-up; videos use image order
+
     def close(self) -> None:
         self.env.close()
 
 
-ENVS: dict[str, Callable[[EnvConfig], SimEnv]] = {
+ENVS: dict[str, Callable[..., SimEnv]] = {
     "robosuite": RobosuiteEnv,
 }
 
 
-def make_env(cfg: EnvConfig) -> SimEnv | None:
-    """The simulator for `cfg`, or None for env=none."""
+def make_env(cfg: EnvConfig, video: bool = False) -> SimEnv | None:
+    """The simulator for `cfg`, or None for env=none; with `video`, able to `render()` video frames."""
     if cfg.type == "none":
         return None
     if cfg.type not in ENVS:
         raise ActlabError(f"env.type={cfg.type!r} is not one of {['none', *sorted(ENVS)]}")
-    return ENVS[cfg.type](cfg)
+    return ENVS[cfg.type](cfg, video=video)

@@ -15,8 +15,9 @@ import torch
 from lightning.pytorch.callbacks import Callback, ProgressBar
 from tqdm import tqdm
 
+from actlab.eval.rollouts import evaluate_policy
 from actlab.sim.envs import SimEnv
-from actlab.sim.rollout import evaluate_policy
+from actlab.training.loggers import log_videos
 
 log = logging.getLogger("actlab")
 
@@ -129,14 +130,27 @@ class StepProgressBar(ProgressBar):
 
 
 class RolloutEvaluation(Callback):
-    """Every `eval_freq` steps: roll the policy out in the simulator and log eval/* metrics."""
+    """Every `eval_freq` steps: roll the policy out in the simulator and log eval/* metrics; with
+    `videos` > 0, the first episodes' MP4s go to `video_dir/step_<N>/` and to the loggers that show videos.
+    (Lightning has no simulator-evaluation callback; this is that, on rank 0.)"""
 
-    def __init__(self, env: SimEnv, eval_freq: int, episodes: int, max_steps: int, seed: int):
+    def __init__(
+        self,
+        env: SimEnv,
+        eval_freq: int,
+        episodes: int,
+        max_steps: int,
+        seed: int,
+        videos: int = 0,
+        video_dir: Path | None = None,
+    ):
         self.env = env
         self.eval_freq = eval_freq
         self.episodes = episodes
         self.max_steps = max_steps
         self.seed = seed
+        self.videos = videos
+        self.video_dir = video_dir
 
     def due(self, step: int) -> bool:
         return self.eval_freq > 0 and step > 0 and step % self.eval_freq == 0
@@ -145,9 +159,14 @@ class RolloutEvaluation(Callback):
         step = trainer.global_step
         if not self.due(step):
             return
-        metrics = evaluate_policy(pl_module.policy, self.env, self.episodes, self.max_steps, self.seed)
+        video_dir = self.video_dir / f"step_{step}" if self.videos and self.video_dir else None
+        metrics = evaluate_policy(
+            pl_module.policy, self.env, self.episodes, self.max_steps, self.seed, video_dir, self.videos
+        )
         pl_module.log_dict({f"eval/{k}": v for k, v in metrics.items()}, batch_size=1)
         _write(format_eval(metrics, f"step {step}", self.episodes))
+        if video_dir is not None:
+            log_videos(trainer.loggers, "eval/videos", sorted(map(str, video_dir.glob("*.mp4"))), step, self.env.fps)
 
 
 def format_eval(metrics: dict[str, float], when: str, episodes: int) -> str:

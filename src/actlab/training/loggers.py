@@ -1,12 +1,18 @@
-"""Logger variants: Lightning's CSVLogger, except that a resumed run appends to its metrics.csv
-(Lightning's deletes an existing file when a logger opens the same folder)."""
+"""Logger variants and what Lightning's loggers lack:
+
+- ResumableCSVLogger: Lightning's CSVLogger, except that a resumed run appends to its metrics.csv
+  (Lightning's deletes an existing file when a logger opens the same folder).
+- log_videos: rollout videos to the loggers that show videos (wandb: the MP4s; TensorBoard: animated
+  GIFs in its image tab, the summary its own `add_video` writes, without needing moviepy).
+"""
 
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 
@@ -24,3 +30,21 @@ class ResumableCSVLogger(CSVLogger):
         if self._experiment is None:
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
         return self._experiment
+
+
+def log_videos(loggers: list[Logger], tag: str, paths: list[str], step: int, fps: float) -> None:
+    """Each video file under `tag/<file name>` in the loggers that can show it (the others skip it)."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.log_video(tag, videos=paths, step=step, format=["mp4"] * len(paths))
+        elif isinstance(logger, TensorBoardLogger):
+            from tensorboard.compat.proto.summary_pb2 import Summary
+
+            from actlab.eval.video import gif_bytes, read_frames
+
+            for path in paths:
+                gif, height, width = gif_bytes(read_frames(path), fps)
+                image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=gif)
+                summary = Summary(value=[Summary.Value(tag=f"{tag}/{Path(path).stem}", image=image)])
+                # _get_file_writer reopens the event file that Lightning closes when fit ends (final videos).
+                logger.experiment._get_file_writer().add_summary(summary, step)

@@ -18,16 +18,16 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from actlab.config.compose import check_config, check_hardware
-from actlab.config.schema import DatasetConfig
 from actlab.data.datamodule import ACTDataModule
+from actlab.data.formats import dataset_config
 from actlab.data.store import EpisodeStore
 from actlab.errors import ActlabError
+from actlab.eval.rollouts import check_compatible, evaluate_policy
 from actlab.io import remove_stale
 from actlab.policy import ACTPolicy, ACTPolicyConfig
 from actlab.policy.config import ACTArchitecture, PolicyFeature
 from actlab.policy.policy import CONFIG_NAME
 from actlab.sim.envs import SimEnv, make_env
-from actlab.sim.rollout import check_compatible, evaluate_policy
 from actlab.training.callbacks import (
     RNGState,
     RolloutEvaluation,
@@ -37,6 +37,7 @@ from actlab.training.callbacks import (
     format_eval,
 )
 from actlab.training.checkpoint_io import FolderCheckpointIO, load_run_config
+from actlab.training.loggers import log_videos
 from actlab.training.module import ACTLightningModule
 
 log = logging.getLogger("actlab")
@@ -55,17 +56,6 @@ def build_policy_config(cfg: DictConfig, store: EpisodeStore) -> ACTPolicyConfig
         encoder=OmegaConf.to_container(cfg.encoder, resolve=True),
         **{k: model[k] for k in POLICY_KEYS},
     )
-
-
-def dataset_config(cfg: DictConfig) -> DatasetConfig:
-    """The dataset group as a typed object, with `root` pointing at scripted demonstrations when the
-    preset collects them (dataset=lift) and no root was given."""
-    data: DatasetConfig = OmegaConf.to_object(cfg.dataset)
-    if data.collect is not None and not data.root:
-        from actlab.sim.collect import ensure_demonstrations
-
-        data.root = str(ensure_demonstrations(cfg.env, data.collect, Path(cfg.paths.data_dir)))
-    return data
 
 
 def resume_checkpoint(cfg: DictConfig) -> Path | None:
@@ -192,11 +182,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     policy = ACTPolicy(policy_config, stats=store.stats, load_backbone_weights=resume is None)
     policy.configure_inference(cfg.policy.precision, cfg.policy.compile)  # for evaluation rollouts
 
-    env = make_env(cfg.env)
+    env = make_env(cfg.env, video=cfg.env.video_episodes > 0)
     loggers: list = []
     try:
         if env is not None:
-            check_compatible(policy, env)
+            check_compatible(policy, env.features)
         loggers = make_loggers(cfg)
         return fit_and_evaluate(cfg, dm, policy, env, loggers, resume)
     finally:
@@ -214,8 +204,10 @@ def fit_and_evaluate(
     metrics_callback = TrainingMetrics(len(dm.train_set), len(dm.train_episodes))
     callbacks = [metrics_callback]
     if env is not None and cfg.env.eval_freq > 0:
+        e = cfg.env
+        video_dir = output_dir / "eval" / "videos"
         callbacks.append(
-            RolloutEvaluation(env, cfg.env.eval_freq, cfg.env.eval_episodes, cfg.env.max_steps, cfg.env.seed)
+            RolloutEvaluation(env, e.eval_freq, e.eval_episodes, e.max_steps, e.seed, e.video_episodes, video_dir)
         )
     callbacks += [checkpoints, RNGState()]
     if cfg.trainer.enable_progress_bar:
@@ -247,8 +239,18 @@ def fit_and_evaluate(
     checkpoints.save(trainer, "last")
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if env is not None and cfg.env.final_eval_episodes > 0:
-        final = evaluate_policy(policy, env, cfg.env.final_eval_episodes, cfg.env.max_steps, cfg.env.seed)
+        e = cfg.env
+        video_dir = output_dir / "eval" / "videos" / "final"
+        final = evaluate_policy(policy, env, e.final_eval_episodes, e.max_steps, e.seed, video_dir, e.video_episodes)
         log.info(format_eval(final, "final policy", cfg.env.final_eval_episodes))
+        if e.video_episodes:
+            log_videos(
+                trainer.loggers,
+                "eval/final_videos",
+                sorted(map(str, video_dir.glob("*.mp4"))),
+                trainer.global_step,
+                env.fps,
+            )
         metrics.update({f"eval/{k}": v for k, v in final.items()})
         for logger in trainer.loggers:
             logger.log_metrics({f"eval/final_{k}": v for k, v in final.items()}, step=trainer.global_step)

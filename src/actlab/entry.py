@@ -1,0 +1,86 @@
+"""What every Hydra entry point (`train.py`, `eval.py`, ...) shares: user errors print one line on
+stderr, `error: ...`, and exit with status 2, no traceback; a run that fails before it wrote anything
+leaves no run directory behind, one that fails later keeps its directory with the error line at the end
+of its log; Ctrl-C exits with status 130. Hydra's own composition errors (an unknown option or key, a
+value of the wrong type) are reported by Hydra, with status 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from actlab.errors import ActlabError
+
+T = TypeVar("T")
+
+
+def run_task(cfg: DictConfig, task: Callable[[DictConfig], T]) -> T:
+    """Runs `task(cfg)` inside a Hydra job with actlab's error reporting."""
+    quiet_library_logging()
+    try:
+        return task(cfg)
+    except ActlabError as e:
+        report_error(f"error: {e}")
+        remove_unused_run_dir(cfg)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        run_dir = Path(cfg.paths.output_dir)
+        if (run_dir / "checkpoints" / "last").is_dir():
+            report_error(f"interrupted; continue with resume={run_dir}")
+        else:
+            report_error("interrupted")
+            remove_unused_run_dir(cfg)
+        sys.exit(130)
+
+
+def quiet_library_logging() -> None:
+    """Lightning installs its own console handler at import; let its records reach Hydra's handlers
+    (console and the run's log) once instead, and drop warnings that say nothing about the user's run."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*video decoding and encoding capabilities of torchvision.*")
+
+
+def report_error(message: str) -> None:
+    """The one line on stderr, also appended to the run's log file (the console already has it)."""
+    print(message, file=sys.stderr)
+    record = logging.LogRecord("actlab", logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+def remove_unused_run_dir(cfg: DictConfig) -> None:
+    """Deletes this run's directory when the run wrote nothing into it (it failed during set-up): what
+    is left is only Hydra's `.hydra/` and the log. Never a resumed run's directory, nor a sweep's job."""
+    run_dir = Path(cfg.paths.output_dir)
+    resume = cfg.get("resume")
+    if HydraConfig.get().mode == RunMode.MULTIRUN or (resume and Path(resume).resolve() == run_dir.resolve()):
+        return
+    if not run_dir.is_dir() or any(p.name != ".hydra" and p.suffix != ".log" for p in run_dir.iterdir()):
+        return
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.close()
+    shutil.rmtree(run_dir, ignore_errors=True)
+    date, outputs = run_dir.parent, run_dir.parent.parent
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", date.name) and outputs.name == "outputs":  # Hydra's default layout
+        for parent in (date, outputs):  # when this run made them and they are empty
+            try:
+                parent.rmdir()
+            except OSError:
+                break

@@ -1,0 +1,270 @@
+"""`actlab-eval checkpoint=<folder> [overrides]` / `python eval.py ...`: evaluate a trained policy.
+
+The checkpoint brings the policy and its training run's settings (model, encoder, dataset, env, policy,
+seed, data paths, from its `hyperparameters.json`); they are registered in Hydra's ConfigStore as
+`checkpoint_run` before Hydra composes `conf/eval.yaml`, so the command line overrides them as usual
+(`env.final_eval_episodes=100`, `env=lift`, `policy.precision=bf16`, `model.n_action_steps=1`, sweeps with
+`-m`). A folder without a training run (a LeRobot pretrained folder, a bare policy folder) brings only its
+architecture; the env or dataset then come from the command line.
+
+- Simulator mode: `env.final_eval_episodes` episodes from seeds `env.seed + i`, in `eval.num_workers`
+  processes; success rate, average reward and length with 95 % confidence intervals; `eval/episodes.jsonl`,
+  `eval/sim_metrics.json`, `eval/videos/episode_<i>.mp4` for the first `eval.videos` episodes.
+- Dataset mode: replay of the run's held-out episodes (or `eval.episodes`); MAE and RMSE per action
+  dimension and overall in `eval/dataset_metrics.json`, `eval/plots/episode_<i>.png`, and with
+  `eval.video=true` `eval/videos/episode_<i>.mp4`.
+
+Everything is written under a new Hydra run directory, never into the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig
+
+from actlab.config.compose import CONFIG_DIR
+from actlab.config.schema import EvalConfig, register_configs
+from actlab.entry import run_task
+from actlab.errors import ActlabError
+from actlab.policy.config import ACTArchitecture, check_architecture
+
+log = logging.getLogger("actlab")
+
+RUN_GROUPS = ("model", "encoder", "dataset", "env", "policy")
+INFERENCE_KEYS = ("n_action_steps", "temporal_ensemble_coeff")  # the model keys evaluation may change
+MODES = ("auto", "sim", "dataset")
+
+
+# ----------------------------------------------------------------------------------------- configuration
+def checkpoint_run_config(folder: Path) -> dict[str, Any]:
+    """The settings the checkpoint's training run used, as far as evaluation needs them."""
+    hyperparameters = folder / "hyperparameters.json"
+    if hyperparameters.is_file():
+        run = json.loads(hyperparameters.read_text())
+        schema = {f.name: f for f in fields(EvalConfig)}
+        out: dict[str, Any] = {}
+        for group in RUN_GROUPS:
+            known = {f.name for f in fields(schema[group].default_factory())}
+            out[group] = {k: v for k, v in run.get(group, {}).items() if k in known}  # older runs: drop the rest
+        out["seed"] = run.get("seed", 1000)
+        out["paths"] = {k: v for k, v in run.get("paths", {}).items() if k in ("data_dir", "cache_dir")}
+        return out
+    config = folder / "config.json"
+    data = json.loads(config.read_text()) if config.is_file() else {}
+    architecture = {f.name: data[f.name] for f in fields(ACTArchitecture) if f.name in data}
+    return {"model": {"name": "checkpoint", **architecture}, "env": {"name": "none"}, "dataset": {"name": "none"}}
+
+
+def register_checkpoint(checkpoint: str | None) -> None:
+    """Stores the checkpoint's run settings as the `checkpoint_run` config; an unreadable checkpoint
+    stores nothing, and `evaluate` reports it."""
+    node: dict[str, Any] = {}
+    if checkpoint:
+        try:
+            node = checkpoint_run_config(Path(checkpoint).expanduser())
+        except (OSError, ValueError):
+            node = {}
+    ConfigStore.instance().store(name="checkpoint_run", node=node)
+
+
+def checkpoint_argument(argv: list[str]) -> str | None:
+    """The value of `checkpoint=...` on a command line, parsed as Hydra parses overrides."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    candidates = [a for a in argv if a.startswith("checkpoint=")]
+    if not candidates:
+        return None
+    try:
+        value = OverridesParser.create().parse_overrides(candidates[-1:])[0].value()
+    except Exception:  # noqa: BLE001 - Hydra reports a malformed override itself
+        return None
+    return value if isinstance(value, str) else None
+
+
+# ----------------------------------------------------------------------------------------- evaluation
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Loads the checkpoint's policy and evaluates it in the simulator or on dataset episodes."""
+    from actlab.policy import ACTPolicy
+
+    options = cfg.eval
+    if options.mode not in MODES:
+        raise ActlabError(f"eval.mode={options.mode!r} is not one of {list(MODES)}")
+    if options.num_workers < 1:
+        raise ActlabError(f"eval.num_workers={options.num_workers}; expected 1 or more")
+    folder = Path(cfg.checkpoint).expanduser()
+    if not folder.is_dir():
+        raise ActlabError(
+            f"checkpoint={cfg.checkpoint}: no such folder; expected a checkpoint folder (checkpoints/best, last, "
+            "final or step_N of a run) or a LeRobot ACT pretrained folder"
+        )
+    device = resolve_device(options.device)
+    policy = ACTPolicy.from_pretrained(folder, device, precision=cfg.policy.precision, compile=cfg.policy.compile)
+    apply_inference_settings(policy, cfg.model)
+    mode = options.mode if options.mode != "auto" else ("sim" if cfg.env.type != "none" else "dataset")
+    out_dir = Path(cfg.paths.output_dir) / "eval"
+    log.info(f"Evaluating {folder} ({mode} mode, {device}, policy.precision={cfg.policy.precision})")
+    if mode == "sim":
+        return evaluate_in_simulator(cfg, policy, out_dir)
+    return evaluate_on_dataset(cfg, policy, out_dir)
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ActlabError(f"eval.device={device!r}; expected auto, cpu or cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ActlabError(f"eval.device={device} but no CUDA GPU is visible here; use eval.device=cpu")
+    return device
+
+
+def apply_inference_settings(policy, model: DictConfig) -> None:
+    """`model.n_action_steps` and `model.temporal_ensemble_coeff` change how the policy acts; any other
+    model key must be the checkpoint's (it would not fit the weights)."""
+    for f in fields(ACTArchitecture):
+        if f.name in INFERENCE_KEYS or f.name not in model:
+            continue
+        if model[f.name] != getattr(policy.config, f.name):
+            raise ActlabError(
+                f"model.{f.name}={model[f.name]} but the checkpoint's policy has {getattr(policy.config, f.name)}; "
+                f"only {', '.join('model.' + k for k in INFERENCE_KEYS)} can change at evaluation"
+            )
+    for key in INFERENCE_KEYS:
+        if key in model:
+            setattr(policy.config, key, model[key])
+    check_architecture(policy.config)
+    policy.reset()
+
+
+def evaluate_in_simulator(cfg: DictConfig, policy, out_dir: Path) -> dict[str, Any]:
+    from actlab.eval.rollouts import LocalRunner, check_compatible, make_runners, run_episodes, summarize
+    from actlab.sim.envs import make_env
+
+    env_cfg, options = cfg.env, cfg.eval
+    episodes = env_cfg.final_eval_episodes
+    if episodes < 1:
+        raise ActlabError(f"env.final_eval_episodes={episodes}: the simulator evaluation needs 1 or more episodes")
+    videos = min(options.videos, episodes)
+    started = time.perf_counter()
+    env = None
+    if options.num_workers == 1:
+        env = make_env(env_cfg, video=videos > 0)
+        runners = [LocalRunner(env)]
+    else:
+        runners = make_runners(env_cfg, options.num_workers, video=videos > 0)
+    try:
+        runners[0].submit("features")
+        check_compatible(policy, runners[0].result())
+        results = run_episodes(policy, runners, episodes, env_cfg.max_steps, env_cfg.seed, out_dir / "videos", videos)
+    finally:
+        for runner in runners:
+            runner.close()
+        if env is not None:
+            env.close()
+    seconds = time.perf_counter() - started
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "episodes.jsonl", "w") as f:
+        for result in results:
+            f.write(json.dumps(asdict(result)) + "\n")
+    summary = summarize(results)
+    metrics = {
+        **summary,
+        "checkpoint": str(cfg.checkpoint),
+        "task": env_cfg.task,
+        "seed": env_cfg.seed,
+        "max_steps": env_cfg.max_steps,
+        "num_workers": options.num_workers,
+        "seconds": seconds,
+        "episodes_per_second": episodes / seconds,
+    }
+    (out_dir / "sim_metrics.json").write_text(json.dumps(metrics, indent=2))
+    print_table(
+        f"{env_cfg.task}: {episodes} episodes from seed {env_cfg.seed}, {options.num_workers} worker(s)",
+        ["", "value", "95 % CI"],
+        [
+            [
+                "success rate",
+                f"{100 * summary['success_rate']:.1f} %",
+                f"{100 * summary['success_rate_ci95_low']:.1f}-{100 * summary['success_rate_ci95_high']:.1f} %",
+            ],
+            ["avg reward", f"{summary['avg_reward']:.3f}", f"+- {summary['avg_reward_ci95']:.3f}"],
+            ["avg length", f"{summary['avg_length']:.1f}", f"+- {summary['avg_length_ci95']:.1f}"],
+            ["throughput", f"{episodes / seconds:.2f} episodes/s", ""],
+        ],
+    )
+    log.info(f"Per-episode results: {out_dir / 'episodes.jsonl'}; videos: {videos} in {out_dir / 'videos'}")
+    return metrics
+
+
+def evaluate_on_dataset(cfg: DictConfig, policy, out_dir: Path) -> dict[str, Any]:
+    from actlab.data.datamodule import split_episodes
+    from actlab.data.formats import dataset_config, load_store
+    from actlab.eval.replay import replay_episodes
+
+    if cfg.dataset.name == "none":
+        raise ActlabError(
+            f"checkpoint={cfg.checkpoint} has no training run settings to take the dataset from; pass one, e.g. "
+            "dataset=lerobot dataset.root=/path/to/dataset"
+        )
+    data = dataset_config(cfg)
+    store = load_store(data, Path(cfg.paths.cache_dir))
+    if cfg.eval.episodes is not None:
+        episodes, which = [int(e) for e in cfg.eval.episodes], "chosen"
+    else:
+        episodes, which = split_episodes(store.num_episodes, data.val_split, cfg.seed)[1].tolist(), "held-out"
+        if not episodes:
+            episodes, which = list(range(store.num_episodes)), "all (no held-out episodes: dataset.val_split=0)"
+    metrics = replay_episodes(policy, store, episodes, out_dir, plots=cfg.eval.plots, video=cfg.eval.video)
+    metrics = {"checkpoint": str(cfg.checkpoint), "dataset": str(store.root or store.name), **metrics}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "dataset_metrics.json").write_text(json.dumps(metrics, indent=2))
+    rows = [[name, f"{m['mae']:.4g}", f"{m['rmse']:.4g}"] for name, m in metrics["per_dimension"].items()]
+    rows.append(["overall", f"{metrics['mae']:.4g}", f"{metrics['rmse']:.4g}"])
+    c = policy.config
+    replanning = (
+        f"temporal ensembling {c.temporal_ensemble_coeff}"
+        if c.temporal_ensemble_coeff is not None
+        else f"n_action_steps={c.n_action_steps}"
+    )
+    print_table(
+        f"{store.name}: {len(episodes)} {which} episodes, {metrics['frames']} frames, {replanning}",
+        ["action", "MAE", "RMSE"],
+        rows,
+    )
+    log.info(f"Metrics: {out_dir / 'dataset_metrics.json'}; plots: {out_dir / 'plots'}")
+    return metrics
+
+
+def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    log.info(title)
+    for row in [header, ["-" * w for w in widths], *rows]:
+        log.info("  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+# ----------------------------------------------------------------------------------------- entry point
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+def hydra_main(cfg: DictConfig) -> None:
+    run_task(cfg, evaluate)
+
+
+def main() -> None:
+    register_checkpoint(checkpoint_argument(sys.argv[1:]))
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()
