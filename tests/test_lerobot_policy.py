@@ -528,3 +528,57 @@ def test_old_layout_buffers_its_modes_need_are_checked(tmp_path, key, change, me
         ACTPolicy.from_pretrained(tmp_path / "old")
     buffer = key.rsplit(".", 1)[0]
     assert str(e.value) == f"{tmp_path / 'old' / 'model.safetensors'}: '{buffer}' {message}"
+
+
+# ----------------------------------------------------------------------------------- fine-tuning (init_from)
+def model_weights(folder: Path) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in ACTPolicy.from_pretrained(folder).state_dict().items() if k.startswith("model.")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["actlab", "lerobot"])
+def test_init_from_starts_training_from_the_folders_weights_with_this_datas_stats(
+    tmp_path, camera_checkpoint, camera_export, source
+):
+    other_data = write_lerobot_dataset(tmp_path / "other", episodes=3, frames=10, cameras=("front",), seed=7)
+    folder = camera_checkpoint if source == "actlab" else camera_export
+    final = train_checkpoint(tmp_path, other_data, f"init_from={folder}", "trainer.max_steps=0")
+    ours, theirs = model_weights(final), model_weights(camera_checkpoint)
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    mean, _ = ACTPolicy.from_pretrained(final).normalizer.mean_std("action")
+    from actlab.config.schema import DatasetConfig
+    from actlab.data.formats import load_store
+
+    stats = load_store(DatasetConfig(name="x", root=str(other_data)), tmp_path / "cache").stats["action"]
+    np.testing.assert_allclose(mean.numpy(), stats["mean"], rtol=1e-6)  # the new dataset's statistics
+
+
+@pytest.mark.slow
+def test_init_from_of_another_architecture_or_data_is_one_line(tmp_path, camera_checkpoint, camera_dataset):
+    with pytest.raises(ActlabError, match=r"^init_from=.*: model.dim_model is 64 but that policy has 128; pass its"):
+        train_checkpoint(tmp_path / "a", camera_dataset, f"init_from={camera_checkpoint}", "model.dim_model=64")
+    state_only = write_lerobot_dataset(tmp_path / "state", episodes=2, frames=6)
+    with pytest.raises(
+        ActlabError,
+        match=r"^init_from=.*: 'observation.images.front' is absent in this run's data but VISUAL \[3, 32, 32\]",
+    ):
+        train_checkpoint(tmp_path / "b", state_only, f"init_from={camera_checkpoint}")
+    with pytest.raises(ActlabError, match=r"^resume= continues a run with its own weights; init_from= starts a new"):
+        train_checkpoint(tmp_path / "c", camera_dataset, f"init_from={camera_checkpoint}", f"resume={tmp_path}")
+
+
+@pytest.mark.slow
+def test_actlab_eval_replays_a_lerobot_folder_on_a_dataset(tmp_path, camera_export, camera_dataset):
+    from actlab.config.compose import compose_eval
+    from actlab.eval.cli import evaluate
+
+    overrides = [
+        f"checkpoint={camera_export}",
+        "dataset=lerobot",
+        f"dataset.root={camera_dataset}",
+        "eval.episodes=[1]",
+    ]
+    metrics = evaluate(compose_eval(overrides, tmp_path / "eval"))
+    assert metrics["episodes"] == [1] and metrics["frames"] == 8 and np.isfinite(metrics["mae"])
+    with pytest.raises(ActlabError, match=r"has no training run settings to take the dataset from; pass one"):
+        evaluate(compose_eval([f"checkpoint={camera_export}"], tmp_path / "eval2"))

@@ -57,6 +57,8 @@ def check_config(cfg: DictConfig) -> None:
         raise ActlabError(f"policy.precision={cfg.policy.precision!r} is not one of {list(PRECISIONS)}")
     check_formats(cfg)
     check_optimized_metric(cfg)
+    if cfg.resume and cfg.get("init_from"):
+        raise ActlabError("resume= continues a run with its own weights; init_from= starts a new one: pass one of them")
 
 
 def check_formats(cfg: DictConfig) -> None:

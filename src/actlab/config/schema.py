@@ -164,6 +164,7 @@ class TrainConfig:
     task_name: str = "train"
     seed: int = 1000
     resume: str | None = None
+    init_from: str | None = None  # a policy folder (actlab checkpoint or LeRobot ACT) whose weights start training
     optimized_metric: str | None = None
     paths: PathsConfig = field(default_factory=PathsConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

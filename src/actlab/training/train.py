@@ -26,7 +26,7 @@ from actlab.eval.rollouts import check_compatible, evaluate_policy
 from actlab.io import remove_stale
 from actlab.policy import ACTPolicy, ACTPolicyConfig
 from actlab.policy.config import ACTArchitecture, PolicyFeature
-from actlab.policy.policy import CONFIG_NAME
+from actlab.policy.policy import CONFIG_NAME, check_weights
 from actlab.sim.envs import SimEnv, make_env
 from actlab.training.callbacks import (
     RNGState,
@@ -101,6 +101,52 @@ def check_resumed_policy(last: Path, config: ACTPolicyConfig) -> None:
             f"resume={last.parents[1]}: {last / CONFIG_NAME} has {k}={getattr(saved, k)} but this run builds "
             f"{k}={getattr(config, k)}; the checkpoint does not belong to this run"
         )
+
+
+# Model keys that shape the weights (the others, e.g. n_action_steps, dropout, kl_weight, may change).
+STRUCTURE_KEYS = [
+    "n_obs_steps", "chunk_size", "dim_model", "n_heads", "dim_feedforward", "n_encoder_layers", "n_decoder_layers",
+    "pre_norm", "use_vae", "latent_dim", "n_vae_encoder_layers",
+]  # fmt: skip
+ENCODER_KEYS = {
+    "name": None,
+    "fuse": "none",
+    "model_name": None,
+    "depth": None,
+    "replace_final_stride_with_dilation": False,
+}
+
+
+def init_weights(policy: ACTPolicy, source: str) -> None:
+    """`init_from`: fine-tuning starts from the weights of another policy folder (an actlab checkpoint or a
+    LeRobot ACT folder) with the same features and architecture; normalisation statistics stay this
+    dataset's (as lerobot-train does with --policy.path)."""
+    other = ACTPolicy.from_pretrained(source)
+    mine, theirs = policy.config, other.config
+    for kind in ("input_features", "output_features"):
+        a, b = getattr(mine, kind), getattr(theirs, kind)
+        if a != b:
+            key = next(k for k in sorted({*a, *b}) if a.get(k) != b.get(k))
+            raise ActlabError(
+                f"init_from={source}: '{key}' is {_feature(a.get(key))} in this run's data but {_feature(b.get(key))} "
+                "in that policy; fine-tuning needs data with the same features"
+            )
+    for key in STRUCTURE_KEYS:
+        if getattr(mine, key) != getattr(theirs, key):
+            raise ActlabError(
+                f"init_from={source}: model.{key} is {getattr(mine, key)} but that policy has {getattr(theirs, key)}; "
+                f"pass its architecture (model.{key}={getattr(theirs, key)})"
+            )
+    for key, default in ENCODER_KEYS.items():  # (a key a config leaves out has its default)
+        a, b = mine.encoder.get(key) or default, theirs.encoder.get(key) or default
+        if a != b:
+            raise ActlabError(
+                f"init_from={source}: encoder.{key} is {a} but that policy has {b}; pass its encoder settings"
+            )
+    weights = {k.removeprefix("model."): v for k, v in other.state_dict().items() if k.startswith("model.")}
+    check_weights(policy.model.state_dict(), weights, Path(source))
+    policy.model.load_state_dict(weights)
+    log.info(f"Initialised the policy's weights from {source}")
 
 
 def _feature(feature: PolicyFeature | None) -> str:
@@ -179,7 +225,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     policy_config = build_policy_config(cfg, store)
     if resume is not None:
         check_resumed_policy(resume, policy_config)
-    policy = ACTPolicy(policy_config, stats=store.stats, load_backbone_weights=resume is None)
+    policy = ACTPolicy(policy_config, stats=store.stats, load_backbone_weights=resume is None and not cfg.init_from)
+    if cfg.init_from:
+        init_weights(policy, cfg.init_from)
     policy.configure_inference(cfg.policy.precision, cfg.policy.compile)  # for evaluation rollouts
 
     env = make_env(cfg.env, video=cfg.env.video_episodes > 0)
