@@ -21,13 +21,20 @@ from actlab.config.schema import DemoCollectionConfig, EnvConfig
 from actlab.errors import ActlabError
 from actlab.lerobot_io.writer import lerobot_writer
 from actlab.sim.envs import SimEnv, make_env
-from actlab.sim.lift_expert import LiftExpert
 
 log = logging.getLogger(__name__)
 
+
+def _lift_expert() -> Callable:
+    # Imported when collecting, after make_env has imported robosuite (quietly): the expert needs its maths.
+    from actlab.sim.lift_expert import LiftExpert
+
+    return LiftExpert()
+
+
 # robosuite task -> scripted expert (a callable on the simulator's raw observation)
 EXPERTS: dict[str, Callable[[], Callable]] = {
-    "Lift": LiftExpert,
+    "Lift": _lift_expert,
 }
 HOLD_STEPS = 10  # frames recorded after success, so the policy learns to keep holding the object
 
