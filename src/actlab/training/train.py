@@ -86,14 +86,13 @@ def check_resumed_policy(last: Path, config: ACTPolicyConfig) -> None:
     """The checkpoint's own config.json must describe the policy this run builds: the same features (the
     same data) and architecture, so its weights load one for one."""
     saved = ACTPolicyConfig.load(last / CONFIG_NAME)
-    for kind in ("input_features", "output_features"):
-        old, new = getattr(saved, kind), getattr(config, kind)
-        if old != new:
-            key = next(k for k in sorted({*old, *new}) if old.get(k) != new.get(k))
-            raise ActlabError(
-                f"resume={last.parents[1]}: '{key}' is {_feature(new.get(key))} in this run's data but "
-                f"{_feature(old.get(key))} in {last / CONFIG_NAME}; resume needs the data the run trained on"
-            )
+    difference = feature_difference(config, saved)
+    if difference:
+        key, new, old = difference
+        raise ActlabError(
+            f"resume={last.parents[1]}: '{key}' is {new} in this run's data but {old} in {last / CONFIG_NAME}; "
+            "resume needs the data the run trained on"
+        )
     changed = [k for k in [*POLICY_KEYS, "encoder"] if getattr(saved, k) != getattr(config, k)]
     if changed:
         k = changed[0]
@@ -123,14 +122,13 @@ def init_weights(policy: ACTPolicy, source: str) -> None:
     dataset's (as lerobot-train does with --policy.path)."""
     other = ACTPolicy.from_pretrained(source)
     mine, theirs = policy.config, other.config
-    for kind in ("input_features", "output_features"):
-        a, b = getattr(mine, kind), getattr(theirs, kind)
-        if a != b:
-            key = next(k for k in sorted({*a, *b}) if a.get(k) != b.get(k))
-            raise ActlabError(
-                f"init_from={source}: '{key}' is {_feature(a.get(key))} in this run's data but {_feature(b.get(key))} "
-                "in that policy; fine-tuning needs data with the same features"
-            )
+    difference = feature_difference(mine, theirs)
+    if difference:
+        key, new, old = difference
+        raise ActlabError(
+            f"init_from={source}: '{key}' is {new} in this run's data but {old} in that policy; fine-tuning "
+            "needs data with the same features"
+        )
     for key in STRUCTURE_KEYS:
         if getattr(mine, key) != getattr(theirs, key):
             raise ActlabError(
@@ -147,6 +145,16 @@ def init_weights(policy: ACTPolicy, source: str) -> None:
     check_weights(policy.model.state_dict(), weights, Path(source))
     policy.model.load_state_dict(weights)
     log.info(f"Initialised the policy's weights from {source}")
+
+
+def feature_difference(mine: ACTPolicyConfig, theirs: ACTPolicyConfig) -> tuple[str, str, str] | None:
+    """The first feature (input or output) that differs between two policies, described in each."""
+    a = {**mine.input_features, **mine.output_features}
+    b = {**theirs.input_features, **theirs.output_features}
+    for key in sorted({*a, *b}):
+        if a.get(key) != b.get(key):
+            return key, _feature(a.get(key)), _feature(b.get(key))
+    return None
 
 
 def _feature(feature: PolicyFeature | None) -> str:
