@@ -1,8 +1,10 @@
 """Image encoders (resnet18, clip, pri3d) with every camera-fusion mode, their weight files, freezing, and the
-model variants around them: observation history, l2 loss, several decoder layers, bf16 inference."""
+model variants around them: observation history, l2 loss, several decoder layers, bf16 inference, and the
+inference runtime's copies of the backbone and encoder."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from torchvision.ops.misc import FrozenBatchNorm2d
 
 from actlab.errors import ActlabError
 from actlab.policy import ACTPolicy, ACTPolicyConfig
@@ -17,6 +20,7 @@ from actlab.policy.config import OBSERVATION_IS_PAD
 from actlab.policy.encoders import build_backbone
 from actlab.policy.encoders.clip import CLIP_STATS
 from actlab.policy.encoders.resnet import IMAGENET_STATS
+from actlab.policy.runtime import FoldedBackbone, fold_frozen_batchnorm
 from actlab.training.module import ACTLightningModule
 from actlab.training.train import train
 from tests.conftest import FAST, compose_train
@@ -314,25 +318,50 @@ def test_bf16_inference_stays_close_to_fp32():
     assert ((bf16 - fp32) / scale).abs().max() < 5e-2
 
 
-# ------------------------------------------------------------------------------------------ fast inference
-def test_batchnorm_folding_keeps_the_backbone_function():
-    import copy
+# ------------------------------------------------------------------------------------------ inference runtime
+def backbone_with_statistics(cfg: dict) -> torch.nn.Module:
+    """A backbone whose frozen BatchNorms have non-trivial statistics and affine terms."""
+    backbone = build_backbone(cfg).eval()
+    with torch.no_grad():
+        for m in backbone.modules():
+            if isinstance(m, FrozenBatchNorm2d):
+                m.running_var.uniform_(0.5, 2.0)
+                m.running_mean.normal_()
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0.0, 0.1)
+    return backbone
 
-    from actlab.policy.fast import fold_frozen_batchnorm
 
-    backbone = build_backbone({"name": "pri3d", "pretrained": None, "depth": 50}).eval()
-    for m in backbone.modules():  # non-trivial statistics
-        if hasattr(m, "running_var"):
-            m.running_var.uniform_(0.5, 2.0)
-            m.running_mean.normal_()
+def assert_close_at_scale(actual: torch.Tensor, expected: torch.Tensor, tol: float) -> None:
+    """Equal within `tol` of the largest |expected| (deep random ResNets reach outputs in the hundreds)."""
+    scale = expected.abs().max()
+    torch.testing.assert_close(actual / scale, expected / scale, rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("depth,n_batchnorms", [(18, 20), (50, 53)])
+def test_batchnorm_folding_keeps_the_backbone_function(depth, n_batchnorms):
+    backbone = backbone_with_statistics({"name": "pri3d", "pretrained": None, "depth": depth})
     folded = copy.deepcopy(backbone)
-    assert fold_frozen_batchnorm(folded) == 53  # every conv of a resnet50, downsamples included
+    assert fold_frozen_batchnorm(folded) == n_batchnorms  # every conv's, downsamples included
+    assert not any(isinstance(m, FrozenBatchNorm2d) for m in folded.modules())
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(folded(x), backbone(x), rtol=1e-3, atol=1e-3)
+        assert_close_at_scale(folded(x), backbone(x), 1e-5)
 
 
-def test_inference_copy_follows_weight_updates():
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("embed", [False, True])
+def test_folded_backbone_copy_matches_the_backbone(channels_last, embed):
+    backbone = backbone_with_statistics(ENCODERS["resnet18"])
+    folded = FoldedBackbone(backbone, torch.device("cpu"), channels_last, torch.float32, embed)
+    x = torch.rand(3, 3, 48, 56)
+    with torch.no_grad():
+        assert_close_at_scale(folded(x), backbone.embed(x) if embed else backbone(x), 1e-5)
+    assert all(not p.requires_grad for p in folded.parameters())
+    assert all(p.requires_grad for p in backbone.parameters())  # the original is untouched
+
+
+def test_runtime_copies_follow_weight_updates():
     policy = make_policy(ENCODERS["resnet18"]).eval()
     obs = random_obs(policy.config.input_features, 1)
     before = policy.predict_action_chunk(obs)
@@ -340,9 +369,33 @@ def test_inference_copy_follows_weight_updates():
         policy.model.backbone.layer4[1].conv2.weight.mul_(3.0)  # as an optimiser step would, in place
     after = policy.predict_action_chunk(obs)
     assert not torch.allclose(after, before)
-    with torch.enable_grad():  # the plain backbone (the inference copy is used only without gradients)
-        reference = policy.model(*policy._normalized_inputs(obs))[0].detach()
+    with torch.no_grad():  # the plain network, without the runtime's copies
+        reference = policy.model(*policy._normalized_inputs(obs))[0]
     torch.testing.assert_close(policy.normalizer.unnormalize("action", reference), after, rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        policy.model.backbone.layer4[1].bn2.running_var.mul_(4.0)  # a buffer, not a parameter
+    assert not torch.allclose(policy.predict_action_chunk(obs), after)
+
+
+def test_bf16_copies_follow_loaded_weights():
+    policy, other = make_policy(ENCODERS["resnet18"]), make_policy(ENCODERS["resnet18"])
+    obs = random_obs(policy.config.input_features, 2)
+    before = policy.configure_inference("bf16").predict_action_chunk(obs)
+    with torch.no_grad():
+        policy.model.encoder.layers[0].linear1.weight.mul_(2.0)
+    assert not torch.allclose(policy.predict_action_chunk(obs), before)
+    policy.load_state_dict(other.state_dict())
+    assert torch.equal(policy.predict_action_chunk(obs), other.configure_inference("bf16").predict_action_chunk(obs))
+
+
+def test_precision_alone_decides_the_dtypes():
+    policy = make_policy(ENCODERS["resnet18"]).eval()
+    obs = random_obs(policy.config.input_features, 2)
+    fp32 = policy.predict_action_chunk(obs)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # e.g. a caller inside mixed-precision training
+        assert torch.equal(policy.predict_action_chunk(obs), fp32)
+    runtime = policy.configure_inference("bf16").runtime
+    assert policy.configure_inference("bf16").runtime is runtime  # same settings: the copies are kept
 
 
 @pytest.mark.slow
@@ -352,3 +405,10 @@ def test_compiled_policy_gives_the_same_actions():
     eager = policy.predict_action_chunk(obs)
     compiled = policy.configure_inference("fp32", compile=True).predict_action_chunk(obs)
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        policy.model.backbone.layer4[1].conv2.weight.mul_(3.0)
+    updated = policy.predict_action_chunk(obs)  # compiled, through a rebuilt copy
+    assert not torch.allclose(updated, compiled)
+    torch.testing.assert_close(
+        updated, policy.configure_inference("fp32").predict_action_chunk(obs), rtol=1e-4, atol=1e-4
+    )

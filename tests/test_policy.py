@@ -74,6 +74,21 @@ def test_weights_load_into_lerobot_and_actions_agree(cameras):
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
 
 
+def test_state_dict_is_lerobots_model_keys_and_the_normaliser():
+    """The weight names are LeRobot's, and the inference runtime's copies never enter the state dict."""
+    from lerobot.policies.act.modeling_act import ACTPolicy as LeRobotACTPolicy
+
+    from actlab.lerobot_io.export import lerobot_config
+
+    policy = make_policy(("top", "wrist"))
+    policy.configure_inference("bf16").predict_action_chunk(random_obs(policy.config.input_features, batch=1))
+    keys = set(policy.state_dict())
+    lerobot_keys = {k for k in LeRobotACTPolicy(lerobot_config(policy.config)).state_dict() if k.startswith("model.")}
+    assert {k for k in keys if k.startswith("model.")} == lerobot_keys
+    assert {k.split(".")[0] for k in keys} == {"model", "normalizer"}
+    assert len(keys) == len(lerobot_keys) + 2 * 5  # mean and std of 2 vectors, 2 cameras and the action
+
+
 def test_state_only_policy_agrees_with_lerobot():
     torch.manual_seed(1)
     inputs, outputs = features(cameras=())

@@ -29,15 +29,16 @@ def compose_train(overrides: list[str], output_dir: str | Path, data_dir: str | 
     return cfg
 
 
-def compose_eval(overrides: list[str], output_dir: str | Path) -> DictConfig:
-    """The config `actlab-eval OVERRIDES` would run (with `checkpoint=...` among the overrides)."""
-    from actlab.eval.cli import checkpoint_argument, register_checkpoint
+def compose_eval(overrides: list[str], output_dir: str | Path, config_name: str = "eval") -> DictConfig:
+    """The config `actlab-eval OVERRIDES` would run (with `checkpoint=...` among the overrides); or that of
+    another command that takes a checkpoint (`config_name="serve"`, `"deploy"`)."""
+    from actlab.config.checkpoint import checkpoint_argument, register_checkpoint
 
     register_configs()
     register_checkpoint(checkpoint_argument(overrides))
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("eval", overrides=[f"paths.output_dir={output_dir}", *overrides], return_hydra_config=True)
+        cfg = compose(config_name, overrides=[f"paths.output_dir={output_dir}", *overrides], return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         del cfg["hydra"]

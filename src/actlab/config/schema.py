@@ -191,12 +191,12 @@ class EvalOptions:
 
 
 @dataclass
-class EvalConfig:
-    """`conf/eval.yaml`: a checkpoint, its training run's settings (registered as `checkpoint_run` by
-    actlab-eval) and the command line's overrides of them."""
+class CheckpointRunConfig:
+    """What the commands that use a trained policy share: a checkpoint and its training run's settings
+    (registered as `checkpoint_run`, actlab.config.checkpoint), overridden from the command line."""
 
     checkpoint: str = MISSING
-    task_name: str = "eval"
+    task_name: str = MISSING
     seed: int = 1000  # with dataset.val_split, picks the held-out episodes, as in training
     paths: PathsConfig = field(default_factory=PathsConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -204,7 +204,70 @@ class EvalConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     policy: PolicyRuntimeConfig = field(default_factory=PolicyRuntimeConfig)
+
+
+@dataclass
+class EvalConfig(CheckpointRunConfig):
+    """`conf/eval.yaml` (actlab-eval)."""
+
     eval: EvalOptions = field(default_factory=EvalOptions)
+
+
+@dataclass
+class ServeOptions:
+    """How `actlab-serve` serves the checkpoint's policy (openpi's websocket + msgpack-numpy protocol)."""
+
+    host: str = "127.0.0.1"  # loopback only; another address without an api_key warns
+    port: int = 8000  # 0 = any free port
+    api_key: str | None = None  # or $ACTLAB_API_KEY: clients send `Authorization: Api-Key <key>`
+    max_message_mb: float = 64.0  # larger frames close the connection
+    # feature name -> the request's (dotted) key, or a list of keys concatenated; untyped and null by
+    # default so that `serve.key_map={...}` replaces it (see DatasetConfig.camera_map)
+    key_map: Any = None
+    actions_key: str = "actions"  # the reply's key for the action chunk (seed 004's client: action)
+    device: str = "auto"  # auto (cuda when there is one) | cpu | cuda
+
+
+@dataclass
+class ServeConfig(CheckpointRunConfig):
+    """`conf/serve.yaml` (actlab-serve)."""
+
+    serve: ServeOptions = field(default_factory=ServeOptions)
+
+
+@dataclass
+class ControlOptions:
+    """The fixed-rate control loop of `actlab-deploy` (actlab.deploy.loop)."""
+
+    frequency: float = 10.0  # Hz
+    refill_threshold: float = 0.0  # 0: select_action (wait for a chunk when the queue is empty); >0: refill in
+    # the background when fewer than threshold * n_action_steps planned actions remain
+    merge: str = "latest"  # overlapping chunks (threshold > 0): latest | average | ensemble
+    ensemble_coeff: float = 0.01  # merge=ensemble: weights exp(-coeff * i), i = 0 for the oldest chunk
+    clip: bool = True  # clip actions to the training data's range ...
+    clip_margin: float = 0.05  # ... widened by this fraction of its width on each side
+    max_latency: float = 0.5  # s without a fresh action before the watchdog acts
+    on_timeout: str = "hold"  # hold (repeat the last action) | stop
+    dry_run: bool = False  # compute actions but never send them
+    episodes: int = 1  # episodes to run (a robot without `done` runs until max_steps or Ctrl-C)
+    max_steps: int | None = None  # ticks per episode; null = until the robot is done
+    device: str = "auto"  # the in-process policy's device: auto | cpu | cuda
+
+
+@dataclass
+class DeployPolicyConfig(PolicyRuntimeConfig):
+    server: str | None = None  # ws://host:port of actlab-serve: the policy runs there, not in this process
+    api_key: str | None = None  # the server's serve.api_key
+
+
+@dataclass
+class DeployConfig(CheckpointRunConfig):
+    """`conf/deploy.yaml` (actlab-deploy)."""
+
+    checkpoint: str | None = None  # the policy (and, with robot=sim, its env); optional with policy.server
+    policy: DeployPolicyConfig = field(default_factory=DeployPolicyConfig)
+    robot: Any = None  # the adapter: conf/robot/<name>.yaml, instantiated from its _target_
+    control: ControlOptions = field(default_factory=ControlOptions)
 
 
 def run_dir(resume: str | None, fresh: str) -> str:
@@ -231,4 +294,6 @@ def register_configs() -> None:
 
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
     ConfigStore.instance().store(name="eval_schema", node=EvalConfig)
+    ConfigStore.instance().store(name="serve_schema", node=ServeConfig)
+    ConfigStore.instance().store(name="deploy_schema", node=DeployConfig)
     OmegaConf.register_new_resolver("actlab.run_dir", run_dir, replace=True)

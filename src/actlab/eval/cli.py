@@ -1,11 +1,8 @@
 """`actlab-eval checkpoint=<folder> [overrides]` / `python eval.py ...`: evaluate a trained policy.
 
-The checkpoint brings the policy and its training run's settings (model, encoder, dataset, env, policy,
-seed, data paths, from its `hyperparameters.json`); they are registered in Hydra's ConfigStore as
-`checkpoint_run` before Hydra composes `conf/eval.yaml`, so the command line overrides them as usual
-(`env.final_eval_episodes=100`, `env=lift`, `policy.precision=bf16`, `model.n_action_steps=1`, sweeps with
-`-m`). A folder without a training run (a LeRobot pretrained folder, a bare policy folder) brings only its
-architecture; the env or dataset then come from the command line.
+The checkpoint brings the policy and its training run's settings, which the command line overrides
+(actlab.config.checkpoint). A folder without a training run (a LeRobot pretrained folder, a bare policy
+folder) brings only its architecture; the env or dataset then come from the command line.
 
 - Simulator mode: `env.final_eval_episodes` episodes from seeds `env.seed + i`, in `eval.num_workers`
   processes; success rate, average reward and length with 95 % confidence intervals; `eval/episodes.jsonl`,
@@ -23,127 +20,40 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import hydra
-import torch
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
+from actlab.config.checkpoint import checkpoint_argument, load_policy, register_checkpoint
 from actlab.config.compose import CONFIG_DIR
-from actlab.config.schema import EvalConfig, register_configs
+from actlab.config.schema import register_configs
 from actlab.entry import run_task
 from actlab.errors import ActlabError
-from actlab.policy.config import ACTArchitecture, check_architecture
 
 log = logging.getLogger("actlab")
 
-RUN_GROUPS = ("model", "encoder", "dataset", "env", "policy")
-INFERENCE_KEYS = ("n_action_steps", "temporal_ensemble_coeff")  # the model keys evaluation may change
 MODES = ("auto", "sim", "dataset")
-
-
-# ----------------------------------------------------------------------------------------- configuration
-def checkpoint_run_config(folder: Path) -> dict[str, Any]:
-    """The settings the checkpoint's training run used, as far as evaluation needs them."""
-    hyperparameters = folder / "hyperparameters.json"
-    if hyperparameters.is_file():
-        run = json.loads(hyperparameters.read_text())
-        schema = {f.name: f for f in fields(EvalConfig)}
-        out: dict[str, Any] = {}
-        for group in RUN_GROUPS:
-            known = {f.name for f in fields(schema[group].default_factory())}
-            out[group] = {k: v for k, v in run.get(group, {}).items() if k in known}  # older runs: drop the rest
-        out["seed"] = run.get("seed", 1000)
-        out["paths"] = {k: v for k, v in run.get("paths", {}).items() if k in ("data_dir", "cache_dir")}
-        return out
-    config = folder / "config.json"
-    data = json.loads(config.read_text()) if config.is_file() else {}
-    architecture = {f.name: data[f.name] for f in fields(ACTArchitecture) if f.name in data}
-    return {"model": {"name": "checkpoint", **architecture}, "env": {"name": "none"}, "dataset": {"name": "none"}}
-
-
-def register_checkpoint(checkpoint: str | None) -> None:
-    """Stores the checkpoint's run settings as the `checkpoint_run` config; an unreadable checkpoint
-    stores nothing, and `evaluate` reports it."""
-    node: dict[str, Any] = {}
-    if checkpoint:
-        try:
-            node = checkpoint_run_config(Path(checkpoint).expanduser())
-        except (OSError, ValueError):
-            node = {}
-    ConfigStore.instance().store(name="checkpoint_run", node=node)
-
-
-def checkpoint_argument(argv: list[str]) -> str | None:
-    """The value of `checkpoint=...` on a command line, parsed as Hydra parses overrides."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    candidates = [a for a in argv if a.startswith("checkpoint=")]
-    if not candidates:
-        return None
-    try:
-        value = OverridesParser.create().parse_overrides(candidates[-1:])[0].value()
-    except Exception:  # noqa: BLE001 - Hydra reports a malformed override itself
-        return None
-    return value if isinstance(value, str) else None
 
 
 # ----------------------------------------------------------------------------------------- evaluation
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Loads the checkpoint's policy and evaluates it in the simulator or on dataset episodes."""
-    from actlab.policy import ACTPolicy
-
     options = cfg.eval
     if options.mode not in MODES:
         raise ActlabError(f"eval.mode={options.mode!r} is not one of {list(MODES)}")
     if options.num_workers < 1:
         raise ActlabError(f"eval.num_workers={options.num_workers}; expected 1 or more")
-    folder = Path(cfg.checkpoint).expanduser()
-    if not folder.is_dir():
-        raise ActlabError(
-            f"checkpoint={cfg.checkpoint}: no such folder; expected a checkpoint folder (checkpoints/best, last, "
-            "final or step_N of a run) or a LeRobot ACT pretrained folder"
-        )
-    device = resolve_device(options.device)
-    policy = ACTPolicy.from_pretrained(folder, device, precision=cfg.policy.precision, compile=cfg.policy.compile)
-    apply_inference_settings(policy, cfg.model)
+    policy = load_policy(cfg, options.device)
+    folder, device = Path(cfg.checkpoint), next(policy.parameters()).device
     mode = options.mode if options.mode != "auto" else ("sim" if cfg.env.type != "none" else "dataset")
     out_dir = Path(cfg.paths.output_dir) / "eval"
     log.info(f"Evaluating {folder} ({mode} mode, {device}, policy.precision={cfg.policy.precision})")
     if mode == "sim":
         return evaluate_in_simulator(cfg, policy, out_dir)
     return evaluate_on_dataset(cfg, policy, out_dir)
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ActlabError(f"eval.device={device!r}; expected auto, cpu or cuda")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ActlabError(f"eval.device={device} but no CUDA GPU is visible here; use eval.device=cpu")
-    return device
-
-
-def apply_inference_settings(policy, model: DictConfig) -> None:
-    """`model.n_action_steps` and `model.temporal_ensemble_coeff` change how the policy acts; any other
-    model key must be the checkpoint's (it would not fit the weights)."""
-    for f in fields(ACTArchitecture):
-        if f.name in INFERENCE_KEYS or f.name not in model:
-            continue
-        if model[f.name] != getattr(policy.config, f.name):
-            raise ActlabError(
-                f"model.{f.name}={model[f.name]} but the checkpoint's policy has {getattr(policy.config, f.name)}; "
-                f"only {', '.join('model.' + k for k in INFERENCE_KEYS)} can change at evaluation"
-            )
-    for key in INFERENCE_KEYS:
-        if key in model:
-            setattr(policy.config, key, model[key])
-    check_architecture(policy.config)
-    policy.reset()
 
 
 def evaluate_in_simulator(cfg: DictConfig, policy, out_dir: Path) -> dict[str, Any]:

@@ -12,12 +12,12 @@ state?, image cells of every camera (or one fused image token)].
 from __future__ import annotations
 
 import math
-from functools import lru_cache, partial
+from collections.abc import Callable
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
-from torchvision.ops.misc import FrozenBatchNorm2d
 
 from actlab.policy.config import (
     ACTION,
@@ -28,7 +28,6 @@ from actlab.policy.config import (
     ACTPolicyConfig,
 )
 from actlab.policy.encoders import build_backbone
-from actlab.policy.fast import InferenceCopy
 from actlab.policy.fusion import CameraFusion
 
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "glu": F.glu}
@@ -195,6 +194,10 @@ class ACT(nn.Module):
     (LeRobot's layout). With n_obs_steps=T>1 they carry a time axis, (B, T, D) and (B, T, 3, H, W), and
     `observation_is_pad` (B, T) marks history before the episode start: every step's tokens enter the
     encoder with a learned per-step embedding, and padded steps are masked out of attention.
+
+    `forward` is the training pass. It chains steps that are public so that an inference runtime
+    (actlab.policy.runtime) can run them with its own copies of the backbone and the encoder:
+    `latent`, `image_features`, `encoder_inputs`, `encoder`, `decode`.
     """
 
     def __init__(self, cfg: ACTPolicyConfig, load_backbone_weights: bool = True):
@@ -215,15 +218,11 @@ class ACT(nn.Module):
             n_vae_tokens = 1 + cfg.chunk_size + (1 if state else 0)
             self.register_buffer("vae_encoder_pos_enc", sinusoidal_1d(n_vae_tokens, dim).unsqueeze(0))
 
-        self.__dict__["_fast"] = None  # inference copy of a ResNet backbone (actlab.policy.fast)
         if cfg.image_features:
             self.backbone = build_backbone(cfg.encoder, load_backbone_weights)
-            if any(isinstance(m, FrozenBatchNorm2d) for m in self.backbone.modules()):
-                self.__dict__["_fast"] = InferenceCopy(self.backbone, image_backbone=True)
 
         self.encoder = Encoder(cfg, cfg.n_encoder_layers)
         self.decoder = Decoder(cfg)
-        self.__dict__["_fast_encoder"] = InferenceCopy(self.encoder)  # bf16 weights for bf16 inference
 
         if state:
             self.encoder_robot_state_input_proj = nn.Linear(state.shape[0], dim)
@@ -247,33 +246,61 @@ class ACT(nn.Module):
 
     def forward(self, batch: dict[str, Tensor], images: list[Tensor]) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """Returns the (B, chunk_size, action_dim) chunk and the latent's (mean, 2*log sigma) or Nones."""
-        memory, pos, mask, mu, log_sigma_x2 = self.encode(batch, images)
-        return self.decode(memory, pos, mask), mu, log_sigma_x2
+        latent, mu, log_sigma_x2 = self.latent(batch, images)
+        tokens, pos, mask = self.encoder_inputs(batch, self.image_features(images), latent)
+        return self.decode(self.encoder(tokens, pos, mask), pos, mask), mu, log_sigma_x2
 
-    def encode(self, batch: dict[str, Tensor], images: list[Tensor]):
-        """The transformer encoder's output (memory), its position embedding and key-padding mask (or
-        None), and the latent's (mean, 2*log sigma) when the VAE encoder ran."""
+    def latent(self, batch: dict[str, Tensor], images: list[Tensor]) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """The (B, latent_dim) latent and its (mean, 2*log sigma): sampled from the VAE encoder's posterior
+        given the action chunk while training; zeros (the prior's mean) and Nones otherwise."""
         cfg = self.cfg
-        history = cfg.n_obs_steps > 1
         ref = images[0] if images else batch.get(OBS_ENV_STATE, batch.get(OBS_STATE))
         batch_size, device = ref.shape[0], ref.device
-        has_state = cfg.robot_state_feature is not None
+        if not (cfg.use_vae and self.training and ACTION in batch):
+            return torch.zeros(batch_size, cfg.latent_dim, device=device), None, None
 
-        if cfg.use_vae and self.training and ACTION in batch:
-            tokens = [self.vae_encoder_cls_embed.weight.expand(batch_size, 1, -1)]
-            if has_state:
-                current_state = batch[OBS_STATE][:, -1] if history else batch[OBS_STATE]
-                tokens.append(self.vae_encoder_robot_state_input_proj(current_state).unsqueeze(1))
-            tokens.append(self.vae_encoder_action_input_proj(batch[ACTION]))
-            prefix_pad = torch.zeros(batch_size, 1 + has_state, dtype=torch.bool, device=device)
-            pad_mask = torch.cat([prefix_pad, batch[ACTION_IS_PAD]], dim=1)
-            cls_out = self.vae_encoder(torch.cat(tokens, dim=1), self.vae_encoder_pos_enc, pad_mask)[:, 0]
-            latent_params = self.vae_encoder_latent_output_proj(cls_out)
-            mu, log_sigma_x2 = latent_params.split(cfg.latent_dim, dim=-1)
-            latent = mu + (log_sigma_x2 / 2).exp() * torch.randn_like(mu)
-        else:
-            mu = log_sigma_x2 = None
-            latent = torch.zeros(batch_size, cfg.latent_dim, device=device)
+        has_state = cfg.robot_state_feature is not None
+        tokens = [self.vae_encoder_cls_embed.weight.expand(batch_size, 1, -1)]
+        if has_state:
+            current_state = batch[OBS_STATE][:, -1] if cfg.n_obs_steps > 1 else batch[OBS_STATE]
+            tokens.append(self.vae_encoder_robot_state_input_proj(current_state).unsqueeze(1))
+        tokens.append(self.vae_encoder_action_input_proj(batch[ACTION]))
+        prefix_pad = torch.zeros(batch_size, 1 + has_state, dtype=torch.bool, device=device)
+        pad_mask = torch.cat([prefix_pad, batch[ACTION_IS_PAD]], dim=1)
+        cls_out = self.vae_encoder(torch.cat(tokens, dim=1), self.vae_encoder_pos_enc, pad_mask)[:, 0]
+        latent_params = self.vae_encoder_latent_output_proj(cls_out)
+        mu, log_sigma_x2 = latent_params.split(cfg.latent_dim, dim=-1)
+        return mu + (log_sigma_x2 / 2).exp() * torch.randn_like(mu), mu, log_sigma_x2
+
+    def image_features(self, images: list[Tensor], backbone: Callable[[Tensor], Tensor] | None = None) -> list[Tensor]:
+        """Per camera, the backbone's (B, T, C, h, w) feature map, or with camera fusion its (B, T, E)
+        embedding (T = 1 without history).
+
+        `backbone` maps (N, 3, H, W) images to what `self.backbone` gives (its `embed` with fusion), which
+        is the default; an inference runtime passes its own copy of it.
+        """
+        if not images:
+            return []
+        images = [_steps(img, self.cfg.n_obs_steps > 1) for img in images]
+        batch_size, steps = images[0].shape[:2]
+        if backbone is None:
+            backbone = self.backbone if self.fuse == "none" else self.backbone.embed
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.backbone.frozen):
+            if all(img.shape == images[0].shape for img in images):
+                # One backbone call for all cameras and steps (faster than one call per camera).
+                out = backbone(torch.cat(images).flatten(0, 1))
+                return list(out.unflatten(0, (len(images), batch_size, steps)).unbind(0))
+            return [backbone(img.flatten(0, 1)).unflatten(0, (batch_size, steps)) for img in images]
+
+    def encoder_inputs(
+        self, batch: dict[str, Tensor], image_features: list[Tensor], latent: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The transformer encoder's input tokens (B, n, D), their position embedding (1, n, D) and
+        key-padding mask (B, n) or None, from the normalised vectors (and `observation_is_pad`) of `batch`,
+        the cameras' `image_features` and the latent."""
+        cfg = self.cfg
+        history = cfg.n_obs_steps > 1
+        has_state = cfg.robot_state_feature is not None
 
         # Every group of tokens is (B, T, n, D) with its position embedding (T or 1, n, D); T = 1 without history.
         steps = cfg.n_obs_steps
@@ -285,8 +312,8 @@ class ACT(nn.Module):
             env = self.encoder_env_state_input_proj(_steps(batch[OBS_ENV_STATE], history))
             groups.append((env, pos_1d[1 + has_state]))
         groups = [(t.unsqueeze(2), p.view(1, 1, -1)) for t, p in groups]
-        if images:
-            groups.append(self._image_tokens([_steps(i, history) for i in images]))
+        if image_features:
+            groups.append(self._image_tokens(image_features))
 
         step_embed = self.encoder_obs_step_embed.weight[:, None] if history else 0.0  # (T, 1, D)
         per_step = torch.cat([t for t, _ in groups], dim=2) if groups else None  # (B, T, n, D)
@@ -300,17 +327,11 @@ class ACT(nn.Module):
             pos.append((step_pos + step_embed).reshape(1, steps * n, -1))
             if history and OBSERVATION_IS_PAD in batch:
                 pad = batch[OBSERVATION_IS_PAD].repeat_interleave(n, dim=1)
-                mask = torch.cat([pad.new_zeros(batch_size, 1), pad], dim=1)
+                mask = torch.cat([pad.new_zeros(latent.shape[0], 1), pad], dim=1)
         tokens = torch.cat(tokens, dim=1)
+        # Under mixed-precision training the projections give bf16 tokens; the positions follow them.
         pos = torch.cat([p.to(tokens.dtype) for p in pos], dim=1)
-
-        if self._inference_only() and _autocast_dtype(device) == torch.bfloat16:
-            # bf16 inference: weights cast once per weight update instead of on every call
-            encoder = self._fast_encoder.get(torch.bfloat16, device)
-            memory = encoder(tokens.to(torch.bfloat16), pos.to(torch.bfloat16), mask)
-        else:
-            memory = self.encoder(tokens, pos, mask)
-        return memory, pos, mask, mu, log_sigma_x2
+        return tokens, pos, mask
 
     def decode(self, memory: Tensor, pos: Tensor, mask: Tensor | None) -> Tensor:
         """(B, chunk_size, action_dim) actions from the encoder's memory."""
@@ -318,48 +339,24 @@ class ACT(nn.Module):
         out = self.decoder(queries, memory, self.decoder_pos_embed.weight.unsqueeze(0), pos, mask)
         return self.action_head(out)
 
-    def _inference_only(self) -> bool:
-        """Eval mode without gradients: the inference copies (actlab.policy.fast) may stand in."""
-        return not self.training and not torch.is_grad_enabled()
-
-    def _image_tokens(self, images: list[Tensor]) -> tuple[Tensor, Tensor]:
+    def _image_tokens(self, image_features: list[Tensor]) -> tuple[Tensor, Tensor]:
         """Image tokens (B, T, n, D) of every camera and their position embedding (1, n, D).
 
         `fuse=none`: one token per feature-map cell per camera, with a 2-D sinusoidal embedding.
         Otherwise: one token for all cameras, from the fusion of their embeddings.
         """
-        batch_size, steps = images[0].shape[:2]
-        fused = self.fuse != "none"
-        run = self.backbone.embed if fused else self.backbone
-        if self._fast is not None and self._inference_only():
-            run = partial(
-                self._fast.run_backbone, "embed" if fused else "forward", dtype=_autocast_dtype(images[0].device)
-            )
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.backbone.frozen):
-            if all(img.shape == images[0].shape for img in images):
-                # One backbone call for all cameras and steps (faster than one call per camera).
-                out = run(torch.cat(images).flatten(0, 1))
-                outs = out.unflatten(0, (len(images), batch_size, steps)).unbind(0)
-            else:
-                outs = [run(img.flatten(0, 1)).unflatten(0, (batch_size, steps)) for img in images]
-        if fused:
-            token = self.encoder_img_fusion(torch.stack(outs, dim=2))  # (B, T, D)
+        if self.fuse != "none":
+            token = self.encoder_img_fusion(torch.stack(image_features, dim=2))  # (B, T, D)
             return token.unsqueeze(2), self.encoder_img_fused_pos_embed.weight.unsqueeze(0)
+        batch_size, steps = image_features[0].shape[:2]
         tokens, pos = [], []
-        for fmap in outs:  # (B, T, C, h, w)
+        for fmap in image_features:  # (B, T, C, h, w)
             h, w = fmap.shape[-2:]
             cells = self.encoder_img_feat_input_proj(fmap.flatten(0, 1)).flatten(2).transpose(1, 2)
             tokens.append(cells.unflatten(0, (batch_size, steps)))
             emb = sinusoidal_2d(h, w, self.cfg.dim_model).to(fmap.device)
             pos.append(emb.flatten(1).transpose(0, 1))
         return torch.cat(tokens, dim=2), torch.cat(pos, dim=0).unsqueeze(0)
-
-
-def _autocast_dtype(device: torch.device) -> torch.dtype:
-    """bfloat16 inside a bf16 autocast region (policy.precision=bf16), else float32."""
-    if torch.is_autocast_enabled(device.type) and torch.get_autocast_dtype(device.type) == torch.bfloat16:
-        return torch.bfloat16
-    return torch.float32
 
 
 def _steps(x: Tensor, history: bool) -> Tensor:

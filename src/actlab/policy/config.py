@@ -59,6 +59,10 @@ class ACTPolicyConfig(ACTArchitecture):
     input_features: dict[str, PolicyFeature] = field(default_factory=dict)
     output_features: dict[str, PolicyFeature] = field(default_factory=dict)
     encoder: dict[str, Any] = field(default_factory=lambda: {"name": "resnet18", "pretrained": None})
+    # What deployment needs to know of the training data (optional: older and imported folders lack it).
+    fps: float | None = None  # the rate the demonstrations were recorded at
+    action_names: list[str] | None = None  # one per action dimension
+    action_range: dict[str, list[float]] | None = None  # {"min": [...], "max": [...]} seen in the data
 
     def __post_init__(self) -> None:
         self.input_features = {k: _as_feature(v) for k, v in self.input_features.items()}

@@ -7,7 +7,6 @@ Inputs use LeRobot's batch keys: `observation.state` (B, S), `observation.enviro
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -18,11 +17,12 @@ from actlab.errors import ActlabError, reason
 from actlab.policy.act import ACT
 from actlab.policy.config import ACTION, ACTION_IS_PAD, OBSERVATION_IS_PAD, ACTPolicyConfig
 from actlab.policy.normalize import Normalizer
+from actlab.policy.runtime import PRECISIONS as PRECISIONS  # re-exported: actlab.config.compose reads it here
+from actlab.policy.runtime import InferenceRuntime
 from actlab.policy.selection import ActionSelector
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-PRECISIONS = ("fp32", "bf16")
 
 
 class ACTPolicy(nn.Module):
@@ -43,20 +43,16 @@ class ACTPolicy(nn.Module):
             stats = {**stats, **{key: fixed for key in self.image_keys}}
         self.normalizer = Normalizer({**config.input_features, **config.output_features}, stats)
         self.loss_key = f"{config.loss}_loss"
-        self.configure_inference()
+        self.runtime = InferenceRuntime(self.model)  # a plain attribute: never part of the state dict
         self.reset()
 
     def configure_inference(self, precision: str = "fp32", compile: bool = False) -> ACTPolicy:
-        """How `predict_action_chunk` and `select_action` run: `bf16` runs the image backbone and the
-        transformer encoder in bfloat16 (the decoder, statistics and outputs stay float32); `compile` wraps
-        the network in torch.compile. ResNet backbones always run from an inference copy with BatchNorm
-        folded into the convolutions, in channels-last layout (actlab.policy.fast)."""
-        if precision not in PRECISIONS:
-            raise ActlabError(f"policy.precision={precision!r} is not one of {list(PRECISIONS)}")
-        self.precision = precision
-        # Kept out of the module tree, so the weights are saved once, under `model.`.
-        self.__dict__["_encode"] = torch.compile(self.model.encode) if compile else self.model.encode
-        self.__dict__["_decode"] = torch.compile(self.model.decode) if compile else self.model.decode
+        """How `predict_action_chunk` and `select_action` run (actlab.policy.runtime): `bf16` runs the image
+        backbone and the transformer encoder in bfloat16 (the decoder, statistics and outputs stay float32);
+        `compile` runs the network through torch.compile. The runtime, and the inference copies it holds, is
+        kept when the settings are those it already has."""
+        if (self.runtime.precision, self.runtime.compile) != (precision, compile):
+            self.runtime = InferenceRuntime(self.model, precision, compile)
         return self
 
     # ----------------------------------------------------------------------------------- inputs
@@ -126,14 +122,7 @@ class ACTPolicy(nn.Module):
         self.eval()
         observation = self.check_observation(observation, time_axis=self.config.n_obs_steps > 1)
         inputs, images = self._normalized_inputs(observation)
-        device = next(self.parameters()).device
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16) if self.precision == "bf16" else nullcontext()
-        with autocast:
-            memory, pos, mask, _, _ = self._encode(inputs, images)
-        # The decoder and action head stay float32: they are cheap (chunk_size queries) and decide the
-        # actions' last digits (bf16 there alone costs ~1e-2 in normalised units).
-        actions = self._decode(memory.float(), pos.float(), mask)
-        return self.normalizer.unnormalize(ACTION, actions.float())
+        return self.normalizer.unnormalize(ACTION, self.runtime.predict(inputs, images))
 
     @torch.inference_mode()
     def select_action(self, observation: dict[str, Tensor]) -> Tensor:

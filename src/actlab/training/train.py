@@ -25,7 +25,7 @@ from actlab.errors import ActlabError
 from actlab.eval.rollouts import check_compatible, evaluate_policy
 from actlab.io import remove_stale
 from actlab.policy import ACTPolicy, ACTPolicyConfig
-from actlab.policy.config import ACTArchitecture, PolicyFeature
+from actlab.policy.config import ACTION, ACTArchitecture, PolicyFeature
 from actlab.policy.policy import CONFIG_NAME, check_weights
 from actlab.sim.envs import SimEnv, make_env
 from actlab.training.callbacks import (
@@ -47,14 +47,19 @@ RESUME_DATASET_KEYS = ["format", "root", "repo_id", "cameras", "val_split"]  # w
 
 
 def build_policy_config(cfg: DictConfig, store: EpisodeStore) -> ACTPolicyConfig:
-    """The policy's config: the model group's architecture, the encoder, and the data's features."""
+    """The policy's config: the model group's architecture, the encoder, the data's features, and what
+    deployment needs to know of the data (its rate, the action's names and range)."""
     model = cfg.model
     features = store.features
+    action = store.stats[ACTION]
     return ACTPolicyConfig(
         input_features={k: f for k, f in features.items() if f.type != "ACTION"},
         output_features={k: f for k, f in features.items() if f.type == "ACTION"},
         encoder=OmegaConf.to_container(cfg.encoder, resolve=True),
         **{k: model[k] for k in POLICY_KEYS},
+        fps=float(store.fps),
+        action_names=store.dimension_names(ACTION),
+        action_range={"min": action["min"].tolist(), "max": action["max"].tolist()},
     )
 
 

@@ -1,0 +1,219 @@
+"""`actlab-serve checkpoint=<folder>`: a policy served over openpi's websocket protocol (see protocol.py).
+
+- Safe by default: binds 127.0.0.1; with `serve.api_key` (or $ACTLAB_API_KEY) a connection needs the header
+  `Authorization: Api-Key <key>` (what openpi-client sends), and binding another address without a key
+  warns; frames above `serve.max_message_mb` close that connection; a malformed request gets an error
+  frame naming the problem and the connection stays open.
+- `GET /healthz` on the same port answers 200 (no key needed: load balancers probe it).
+- Every connection has its own episode state (the observation history, with n_obs_steps > 1); requests of
+  all connections are answered by one inference thread, so a slow or broken client blocks nobody else.
+- The model is warmed up (compiled, with policy.compile=true) before the port opens; SIGTERM and Ctrl-C
+  close the server cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import ipaddress
+import logging
+import os
+import signal
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version as package_version
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from actlab.config.checkpoint import checkpoint_argument, load_policy, register_checkpoint
+from actlab.config.compose import CONFIG_DIR
+from actlab.config.schema import register_configs
+from actlab.deploy.protocol import ProtocolError, apply_key_map, metadata, observation_batch, packb, unpackb
+from actlab.entry import run_task
+from actlab.errors import ActlabError
+from actlab.policy import ACTPolicy
+
+log = logging.getLogger("actlab")
+
+
+class PolicySession:
+    """One connection's episode: its observation history, and the policy it asks."""
+
+    def __init__(self, policy: ACTPolicy):
+        self.policy = policy
+        self.selector = policy.new_selector()
+
+    def reset(self) -> None:
+        self.selector.reset()
+
+    @torch.inference_mode()
+    def infer(self, batch: dict[str, torch.Tensor]) -> tuple[np.ndarray, float]:
+        """The (chunk, A) float32 action chunk for one observation, and the milliseconds it took."""
+        started = time.perf_counter()
+        chunk = self.policy.predict_action_chunk(self.selector.observe(batch))[0]
+        return chunk.float().cpu().numpy(), 1000 * (time.perf_counter() - started)
+
+
+class PolicyServer:
+    def __init__(
+        self,
+        policy: ACTPolicy,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        api_key: str | None = None,
+        max_message_mb: float = 64,
+        key_map: dict[str, Any] | None = None,
+        actions_key: str = "actions",
+    ):
+        self.policy = policy
+        self.host, self.port = host, port
+        self.api_key = api_key
+        self.max_size = int(max_message_mb * 2**20)
+        self.key_map = key_map or {}
+        self.actions_key = actions_key
+        self.metadata = metadata(policy, package_version("actlab"), actions_key)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self.device = next(policy.parameters()).device
+        self.bound_port: int | None = None
+
+    def warm_up(self, calls: int = 3) -> float:
+        """Runs the policy on zero observations (allocations, oneDNN kernels, torch.compile); returns the
+        last call's milliseconds."""
+        observation = {}
+        for key, feature in self.policy.config.input_features.items():
+            shape = (*feature.shape[1:], feature.shape[0]) if feature.type == "VISUAL" else feature.shape
+            observation[key] = np.zeros(shape, np.uint8 if feature.type == "VISUAL" else np.float32)
+        session = PolicySession(self.policy)
+        for _ in range(calls):
+            _, ms = session.infer(observation_batch(observation, self.policy.config.input_features, self.device))
+            session.reset()
+        return ms
+
+    # ------------------------------------------------------------------------------------- connections
+    def process_request(self, connection, request):
+        """Before the websocket handshake: /healthz, and the API key."""
+        if request.path == "/healthz":
+            return connection.respond(http.HTTPStatus.OK, "OK\n")
+        if self.api_key and request.headers.get("Authorization") != f"Api-Key {self.api_key}":
+            log.warning(f"refused a connection from {connection.remote_address[0]}: missing or wrong API key")
+            return connection.respond(http.HTTPStatus.UNAUTHORIZED, "missing or wrong API key\n")
+        return None
+
+    async def handle(self, websocket) -> None:
+        import websockets
+
+        session = PolicySession(self.policy)
+        loop = asyncio.get_running_loop()
+        client = "%s:%s" % websocket.remote_address[:2]
+        log.info(f"client {client} connected")
+        try:
+            await websocket.send(packb(self.metadata))
+            async for message in websocket:
+                try:
+                    reply = await self.answer(message, session, loop)
+                except ProtocolError as e:
+                    await websocket.send(f"error: {e}")
+                    continue
+                await websocket.send(reply)
+        except websockets.ConnectionClosed:
+            pass
+        log.info(f"client {client} disconnected")
+
+    async def answer(self, message: bytes | str, session: PolicySession, loop) -> bytes:
+        if isinstance(message, str):
+            raise ProtocolError("expected a binary msgpack frame, got text")
+        request = unpackb(message)
+        if not isinstance(request, dict):
+            raise ProtocolError(f"expected a map of observations, got {type(request).__name__}")
+        request = {k.decode() if isinstance(k, bytes) else str(k): v for k, v in request.items()}
+        if request.get("reset") is True:
+            session.reset()
+            return packb({"reset": True})
+        observation = apply_key_map(request, self.key_map)
+        batch = observation_batch(observation, self.policy.config.input_features, self.device)
+        actions, infer_ms = await loop.run_in_executor(self.executor, session.infer, batch)
+        return packb({self.actions_key: actions, "server_timing": {"infer_ms": infer_ms}})
+
+    async def serve(self, stop: asyncio.Future | None = None, ready: asyncio.Future | None = None) -> None:
+        """Serves until `stop` is done (or SIGTERM / SIGINT when it is None)."""
+        import websockets.asyncio.server
+
+        logging.getLogger("websockets").setLevel(logging.WARNING)  # one line per connection is ours
+        loop = asyncio.get_running_loop()
+        if stop is None:
+            stop = loop.create_future()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+        async with websockets.asyncio.server.serve(
+            self.handle,
+            self.host,
+            self.port,
+            compression=None,
+            max_size=self.max_size,
+            process_request=self.process_request,
+        ) as server:
+            self.bound_port = server.sockets[0].getsockname()[1]
+            log.info(f"Serving {self.policy.config.action_feature} on ws://{self.host}:{self.bound_port}")
+            if ready is not None:
+                ready.set_result(self.bound_port)
+            await stop
+            log.info("Shutting down")
+        self.executor.shutdown(wait=True)
+
+
+def check_binding(host: str, api_key: str | None) -> None:
+    """Warns when the policy would be reachable from other machines without a key."""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback and not api_key:
+        log.warning(
+            f"serve.host={host} exposes the policy to other machines without an API key; set serve.api_key "
+            "(or $ACTLAB_API_KEY) so only clients that know it can connect"
+        )
+
+
+def serve(cfg: DictConfig) -> None:
+    """The Hydra task of actlab-serve."""
+    options = cfg.serve
+    api_key = options.api_key or os.environ.get("ACTLAB_API_KEY") or None
+    check_binding(options.host, api_key)
+    policy = load_policy(cfg, options.device)
+    server = PolicyServer(
+        policy,
+        options.host,
+        options.port,
+        api_key,
+        options.max_message_mb,
+        dict(options.key_map or {}),
+        options.actions_key,
+    )
+    ms = server.warm_up()
+    log.info(f"Warmed up: {ms:.1f} ms per chunk ({cfg.policy.precision}, compile={cfg.policy.compile})")
+    try:
+        asyncio.run(server.serve())
+    except OSError as e:  # the port is taken, or the address is not this machine's
+        raise ActlabError(f"serve.host={options.host} serve.port={options.port}: cannot listen ({e})") from None
+
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="serve")
+def hydra_main(cfg: DictConfig) -> None:
+    run_task(cfg, serve)
+
+
+def main() -> None:
+    register_checkpoint(checkpoint_argument(sys.argv[1:]))
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()
