@@ -109,7 +109,8 @@ class PolicyServer:
 
         session = PolicySession(self.policy)
         loop = asyncio.get_running_loop()
-        client = "%s:%s" % websocket.remote_address[:2]
+        host, port = websocket.remote_address[:2]
+        client = f"{host}:{port}"
         log.info(f"client {client} connected")
         try:
             await websocket.send(packb(self.metadata))
