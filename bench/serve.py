@@ -121,11 +121,11 @@ def loop_jitter(policy, threshold: float, seconds: float = 10.0) -> dict[str, fl
 
     options = dict(frequency=50.0, refill_threshold=threshold, merge="latest", ensemble_coeff=0.01, clip=True,
                    clip_margin=0.05, max_latency=0.5, on_timeout="hold", dry_run=False, device="cpu")  # fmt: skip
-    loop = ControlLoop(StillRobot(), LocalPolicy(policy), OmegaConf.create(options), policy.config.action_range)
+    loop = ControlLoop(LocalPolicy(policy), OmegaConf.create(options), policy.config.action_range)
     switch = sys.getswitchinterval()
     sys.setswitchinterval(0.0005)  # as actlab-deploy does
     try:
-        loop.run_episode(max_steps=int(50 * seconds))
+        loop.run_episode(StillRobot(), max_steps=int(50 * seconds))
     finally:
         sys.setswitchinterval(switch)
         loop.close()
@@ -140,7 +140,8 @@ def main() -> None:
         rows = round_trip(folder, policy)
     table("serve: model=baseline, 2 cameras 96x96 + 14-D state, batch 1 (p50, ms)", ["", "ms"], rows)
     rows = []
-    for name, threshold in (("background refill at half the chunk", 0.5), ("select_action (threshold 0)", 0.0)):
+    # select_action first: the background run gives the process a second OpenMP team (see ControlLoop)
+    for name, threshold in (("select_action (threshold 0)", 0.0), ("background refill at half the chunk", 0.5)):
         s = loop_jitter(policy, threshold)
         rows.append([
             name, f"{s['achieved_hz']:.2f}", f"{s['jitter_p50_ms']:.2f}", f"{s['jitter_p99_ms']:.2f}",

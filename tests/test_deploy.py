@@ -325,8 +325,8 @@ def test_threshold_0_sends_exactly_what_select_action_returns(ensemble):
     overrides = {"n_action_steps": 1, "temporal_ensemble_coeff": 0.1} if ensemble else {}
     policy = small_policy(**overrides)
     robot = ScriptedRobot(steps=11)
-    loop = ControlLoop(robot, LocalPolicy(policy), control(), None)
-    loop.run_episode(max_steps=None)
+    loop = ControlLoop(LocalPolicy(policy), control(), None)
+    loop.run_episode(robot, max_steps=None)
     loop.close()
     policy.reset()
     expected = [policy.select_action(as_batch(o))[0].numpy() for o in robot.observations]
@@ -361,10 +361,10 @@ class SlowPolicy:
 
 
 def test_background_refill_hides_latency_that_stalls_select_action():
-    sync = ControlLoop(ScriptedRobot(40), SlowPolicy(0.05), control(frequency=50), None)
-    sync.run_episode(max_steps=None)
-    background = ControlLoop(ScriptedRobot(40), SlowPolicy(0.05), control(frequency=50, refill_threshold=0.5), None)
-    background.run_episode(max_steps=None)
+    sync = ControlLoop(SlowPolicy(0.05), control(frequency=50), None)
+    sync.run_episode(ScriptedRobot(40), max_steps=None)
+    background = ControlLoop(SlowPolicy(0.05), control(frequency=50, refill_threshold=0.5), None)
+    background.run_episode(ScriptedRobot(40), max_steps=None)
     for loop in (sync, background):
         loop.close()
     s, b = sync.stats.summary(), background.stats.summary()
@@ -377,33 +377,29 @@ def test_watchdog_holds_the_last_action_or_stops():
     from actlab.deploy.loop import WatchdogStop
 
     robot, hanging = ScriptedRobot(30), SlowPolicy(0.0, hang_after=1)
-    loop = ControlLoop(robot, hanging, control(refill_threshold=0.5, max_latency=0.1), None)
-    loop.run_episode(max_steps=None)
+    loop = ControlLoop(hanging, control(refill_threshold=0.5, max_latency=0.1), None)
+    loop.run_episode(robot, max_steps=None)
     hanging.released.set()
     loop.close()
     assert loop.stats.underruns >= 10 and loop.stats.watchdog >= 1
     assert all(np.array_equal(a, robot.sent[9]) for a in robot.sent[10:])  # held
 
     hanging = SlowPolicy(0.0, hang_after=1)
-    stopping = ControlLoop(
-        ScriptedRobot(30), hanging, control(refill_threshold=0.5, max_latency=0.1, on_timeout="stop"), None
-    )
+    stopping = ControlLoop(hanging, control(refill_threshold=0.5, max_latency=0.1, on_timeout="stop"), None)
     with pytest.raises(WatchdogStop):
-        stopping.run_episode(max_steps=None)
+        stopping.run_episode(ScriptedRobot(30), max_steps=None)
     hanging.released.set()
     stopping.close()
 
 
 def test_dry_run_sends_nothing_and_clipping_bounds_actions():
     robot = ScriptedRobot(5)
-    loop = ControlLoop(robot, LocalPolicy(small_policy()), control(dry_run=True), None)
-    loop.run_episode(max_steps=5)
+    loop = ControlLoop(LocalPolicy(small_policy()), control(dry_run=True, frequency=5), None)
+    loop.run_episode(robot, max_steps=5)
     assert robot.sent == [] and loop.stats.summary()["ticks"] == 5
     robot = ScriptedRobot(5)
-    loop = ControlLoop(
-        robot, SlowPolicy(0.0), control(clip=True, clip_margin=0.0), {"min": [0.0, 0.0], "max": [0.5, 2]}
-    )
-    loop.run_episode(max_steps=None)
+    loop = ControlLoop(SlowPolicy(0.0), control(clip=True, clip_margin=0.0), {"min": [0.0, 0.0], "max": [0.5, 2]})
+    loop.run_episode(robot, max_steps=None)
     assert all(a[0] == 0.5 and a[1] == 1.0 for a in robot.sent)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -105,6 +106,7 @@ class LoopStats:
     jitter: list[float] = field(default_factory=list)  # s between a tick's due time and its start
     latency: list[float] = field(default_factory=list)  # s per chunk (inference, or the round trip)
     starts: list[float] = field(default_factory=list)
+    spans: list[tuple[int, float]] = field(default_factory=list)  # per episode: (ticks, first to last start)
     missed: int = 0  # ticks that started after the next one was due
     skipped: int = 0  # ticks given up to catch up after an overrun
     underruns: int = 0  # ticks with no planned action (the last one was repeated)
@@ -115,11 +117,12 @@ class LoopStats:
         def pct(values: list[float], q: float) -> float:
             return 1000 * float(np.percentile(values, q)) if values else float("nan")
 
-        span = self.starts[-1] - self.starts[0] if len(self.starts) > 1 else float("nan")
+        intervals = sum(ticks - 1 for ticks, _ in self.spans)
+        seconds = sum(span for _, span in self.spans)
         return {
             "ticks": len(self.starts),
             "target_hz": 1 / self.period,
-            "achieved_hz": (len(self.starts) - 1) / span if span == span and span > 0 else float("nan"),
+            "achieved_hz": intervals / seconds if seconds > 0 else float("nan"),  # within episodes (not resets)
             "jitter_p50_ms": pct(self.jitter, 50),
             "jitter_p99_ms": pct(self.jitter, 99),
             "missed_deadlines": self.missed,
@@ -139,7 +142,14 @@ class WatchdogStop(Exception):
 
 # ----------------------------------------------------------------------------------------- the loop
 class ControlLoop:
-    def __init__(self, robot, policy, control: DictConfig, action_range: dict | None):
+    """Runs episodes of a robot at `control.frequency` with a policy. With `refill_threshold=0` the chunks
+    are computed on the loop's thread, when the queue is empty (select_action); above 0, on a thread of
+    their own while the loop keeps ticking. (That thread has its own OpenMP team, so libgomp stops
+    busy-waiting between parallel regions: a chunk takes longer, but the cores stay free for the clock.
+    Measured on 2 cores at 50 Hz: tick jitter p99 0.2 ms with it, 3.6 ms with inference on the main
+    thread's busy-waiting team.)"""
+
+    def __init__(self, policy, control: DictConfig, action_range: dict | None):
         if control.frequency <= 0:
             raise ActlabError(f"control.frequency={control.frequency}; expected a positive rate in Hz")
         if control.merge not in MERGES:
@@ -148,7 +158,7 @@ class ControlLoop:
             raise ActlabError(f"control.on_timeout={control.on_timeout!r} is not one of {list(TIMEOUTS)}")
         if not 0 <= control.refill_threshold <= 1:
             raise ActlabError(f"control.refill_threshold={control.refill_threshold}; expected 0 to 1")
-        self.robot, self.policy, self.control = robot, policy, control
+        self.policy, self.control = policy, control
         info = policy.info
         self.period = 1.0 / control.frequency
         self.background = control.refill_threshold > 0
@@ -163,18 +173,20 @@ class ControlLoop:
         self.plan = ChunkPlan(info["n_action_steps"], control.refill_threshold, control.merge, coeff)
         self.bounds = clip_bounds(action_range, control.clip_margin) if control.clip else None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self.stopping = threading.Event()  # set from another thread to end the episode at the next tick
         self.stats = LoopStats(self.period)
 
-    def run_episode(self, max_steps: int | None) -> None:
-        """Ticks until the robot says the episode is done, `max_steps` ticks, or the watchdog stops it."""
+    def run_episode(self, robot, max_steps: int | None) -> None:
+        """Ticks until the robot says the episode is done, `max_steps` ticks, `stopping`, or the watchdog."""
+        self.robot = robot
         self.robot.reset()
         self.policy.reset()
         self.selector.reset()
         self.plan.reset()
         pending: Future | None = None
         last_action, last_fresh = None, time.perf_counter()
-        start, tick = time.perf_counter(), 0
-        while not getattr(self.robot, "done", False) and (max_steps is None or tick < max_steps):
+        start, tick, first_tick = time.perf_counter(), 0, len(self.stats.starts)
+        while not (getattr(robot, "done", False) or self.stopping.is_set() or (max_steps and tick >= max_steps)):
             due = start + tick * self.period
             _sleep_until(due)
             now = time.perf_counter()
@@ -208,13 +220,15 @@ class ControlLoop:
                 tick += skipped
         if pending is not None:
             pending.cancel()
+        episode = self.stats.starts[first_tick:]
+        if episode:
+            self.stats.spans.append((len(episode), episode[-1] - episode[0]))
 
     def _sync_action(self, inputs: dict) -> np.ndarray:
         """select_action: a chunk is computed (and waited for) when the queue is empty."""
         if self.selector.needs_chunk:
-            started = time.perf_counter()
-            chunk = self.policy.chunk(inputs)
-            self.stats.latency.append(time.perf_counter() - started)
+            chunk, _, seconds = self._timed_chunk(inputs, 0)
+            self.stats.latency.append(seconds)
             self.selector.add_chunk(torch.from_numpy(chunk)[None])
         return self.selector.pop()[0].numpy()
 
@@ -267,22 +281,20 @@ def deploy(cfg: DictConfig) -> dict[str, Any]:
         policy = LocalPolicy(load_policy(cfg, control.device))
     else:
         raise ActlabError("pass checkpoint=<policy folder>, or policy.server=ws://host:port for a served policy")
-    robot = instantiate(cfg.robot)
-    out_dir = Path(cfg.paths.output_dir) / "deploy"
-    loop = ControlLoop(robot, policy, control, policy.info.get("action_range"))
+    loop = ControlLoop(policy, control, policy.info.get("action_range"))
     if loop.bounds is None and control.clip:
         log.warning("the policy does not say its actions' range (an older or imported folder): actions are not clipped")
+    robot = instantiate(cfg.robot)
     log.info(
         f"Control loop at {control.frequency:g} Hz, {'background' if loop.background else 'synchronous'} inference"
-        f"{' (dry run)' if control.dry_run else ''}, policy "
-        f"{cfg.policy.server or cfg.checkpoint}"
+        f"{' (dry run)' if control.dry_run else ''}, policy {cfg.policy.server or cfg.checkpoint}"
     )
     episodes, interrupted = [], False
     switch_interval = sys.getswitchinterval()
-    sys.setswitchinterval(0.0005)  # the loop thread gets the GIL back within 0.5 ms of waking (default 5 ms)
+    sys.setswitchinterval(0.0005)  # the loop gets the GIL back within 0.5 ms of waking (default 5 ms)
     try:
         for _ in range(control.episodes):
-            loop.run_episode(control.max_steps)
+            loop.run_episode(robot, control.max_steps)
             if hasattr(robot, "result"):
                 episodes.append(robot.result())
                 log.info(f"Episode {len(episodes) - 1}: {episodes[-1]}")
@@ -299,7 +311,7 @@ def deploy(cfg: DictConfig) -> dict[str, Any]:
     if episodes:
         stats["success_rate"] = float(np.mean([e["success"] for e in episodes]))
         stats["episodes"] = len(episodes)
-    write_stats(out_dir, stats, episodes)
+    write_stats(Path(cfg.paths.output_dir) / "deploy", stats, episodes)
     if interrupted:
         raise KeyboardInterrupt
     return stats

@@ -6,7 +6,8 @@
   frame naming the problem and the connection stays open.
 - `GET /healthz` on the same port answers 200 (no key needed: load balancers probe it).
 - Every connection has its own episode state (the observation history, with n_obs_steps > 1); requests of
-  all connections are answered by one inference thread, so a slow or broken client blocks nobody else.
+  all connections are answered one at a time by the main thread (actlab.deploy.inference) while the
+  network runs on another, so a slow or broken client blocks nobody else.
 - The model is warmed up (compiled, with policy.compile=true) before the port opens; SIGTERM and Ctrl-C
   close the server cleanly.
 """
@@ -20,8 +21,9 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from importlib.metadata import version as package_version
 from typing import Any
 
@@ -33,6 +35,7 @@ from omegaconf import DictConfig
 from actlab.config.checkpoint import checkpoint_argument, load_policy, register_checkpoint
 from actlab.config.compose import CONFIG_DIR
 from actlab.config.schema import register_configs
+from actlab.deploy.inference import SameThreadExecutor
 from actlab.deploy.protocol import ProtocolError, apply_key_map, metadata, observation_batch, packb, unpackb
 from actlab.entry import run_task
 from actlab.errors import ActlabError
@@ -69,6 +72,7 @@ class PolicyServer:
         max_message_mb: float = 64,
         key_map: dict[str, Any] | None = None,
         actions_key: str = "actions",
+        executor: Executor | None = None,
     ):
         self.policy = policy
         self.host, self.port = host, port
@@ -77,7 +81,8 @@ class PolicyServer:
         self.key_map = key_map or {}
         self.actions_key = actions_key
         self.metadata = metadata(policy, package_version("actlab"), actions_key)
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        # Where inference runs: a thread of its own by default; `run` uses the main thread instead.
+        self.executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self.device = next(policy.parameters()).device
         self.bound_port: int | None = None
 
@@ -137,19 +142,14 @@ class PolicyServer:
             return packb({"reset": True})
         observation = apply_key_map(request, self.key_map)
         batch = observation_batch(observation, self.policy.config.input_features, self.device)
-        actions, infer_ms = await loop.run_in_executor(self.executor, session.infer, batch)
+        actions, infer_ms = await asyncio.wrap_future(self.executor.submit(session.infer, batch))
         return packb({self.actions_key: actions, "server_timing": {"infer_ms": infer_ms}})
 
-    async def serve(self, stop: asyncio.Future | None = None, ready: asyncio.Future | None = None) -> None:
-        """Serves until `stop` is done (or SIGTERM / SIGINT when it is None)."""
+    async def serve(self, stop: asyncio.Future, ready: asyncio.Future | None = None) -> None:
+        """Serves until `stop` is done."""
         import websockets.asyncio.server
 
         logging.getLogger("websockets").setLevel(logging.WARNING)  # one line per connection is ours
-        loop = asyncio.get_running_loop()
-        if stop is None:
-            stop = loop.create_future()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
         async with websockets.asyncio.server.serve(
             self.handle,
             self.host,
@@ -159,12 +159,44 @@ class PolicyServer:
             process_request=self.process_request,
         ) as server:
             self.bound_port = server.sockets[0].getsockname()[1]
-            log.info(f"Serving {self.policy.config.action_feature} on ws://{self.host}:{self.bound_port}")
+            inputs = ", ".join(self.policy.config.input_features)
+            log.info(f"Serving the policy ({inputs} -> action chunks) on ws://{self.host}:{self.bound_port}")
             if ready is not None:
                 ready.set_result(self.bound_port)
             await stop
             log.info("Shutting down")
         self.executor.shutdown(wait=True)
+
+    def run(self) -> None:
+        """Serves until SIGTERM or Ctrl-C: the network on a thread of its own, inference on this thread."""
+        executor = self.executor = SameThreadExecutor()
+        loop = asyncio.new_event_loop()
+        stop, started, finished = loop.create_future(), loop.create_future(), threading.Event()
+        errors: list[BaseException] = []
+
+        def network() -> None:
+            try:
+                loop.run_until_complete(self.serve(stop, started))
+            except BaseException as e:  # noqa: BLE001 - re-raised on the main thread
+                errors.append(e)
+            finally:
+                finished.set()
+
+        def shut_down(*_) -> None:
+            loop.call_soon_threadsafe(lambda: stop.done() or stop.set_result(None))
+
+        previous = {sig: signal.signal(sig, shut_down) for sig in (signal.SIGTERM, signal.SIGINT)}
+        thread = threading.Thread(target=network, name="network", daemon=True)
+        thread.start()
+        try:
+            executor.run_until(finished)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            thread.join()
+            loop.close()
+        if errors:
+            raise errors[0]
 
 
 def check_binding(host: str, api_key: str | None) -> None:
@@ -198,7 +230,7 @@ def serve(cfg: DictConfig) -> None:
     ms = server.warm_up()
     log.info(f"Warmed up: {ms:.1f} ms per chunk ({cfg.policy.precision}, compile={cfg.policy.compile})")
     try:
-        asyncio.run(server.serve())
+        server.run()
     except OSError as e:  # the port is taken, or the address is not this machine's
         raise ActlabError(f"serve.host={options.host} serve.port={options.port}: cannot listen ({e})") from None
 
