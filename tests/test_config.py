@@ -26,8 +26,17 @@ def test_groups_have_the_documented_options():
         assert set(options) <= set(GROUPS[group]), group
 
 
+DEPLOY_GROUPS = ("robot",)  # groups of conf/deploy.yaml only
+
+
 @pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])
 def test_every_option_composes_and_resolves(group, option, tmp_path):
+    if group in DEPLOY_GROUPS:
+        from actlab.config.compose import compose_eval
+
+        cfg = compose_eval([f"{group}={option}", "env=lift"], tmp_path, "deploy")
+        assert OmegaConf.to_container(cfg, resolve=True)[group]["_target_"]
+        return
     cfg = compose_train([f"{group}={option}"], tmp_path)
     OmegaConf.to_container(cfg, resolve=True)
     if group not in ("experiment", "hardware", "logger"):
