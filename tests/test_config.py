@@ -19,7 +19,8 @@ def test_groups_have_the_documented_options():
         "dataset": ["g1", "lerobot", "lift"],
         "encoder": ["clip", "pri3d", "resnet18"],
         "env": ["lift", "none"],
-        "hardware": ["auto", "cpu", "gpu"],
+        "hardware": ["auto", "cpu", "ddp_cpu", "gpu", "multi_gpu"],
+        "hparams_search": ["optuna"],
         "logger": ["csv", "none", "tensorboard", "wandb"],
         "experiment": ["quickstart"],
     }.items():
@@ -27,6 +28,7 @@ def test_groups_have_the_documented_options():
 
 
 DEPLOY_GROUPS = ("robot",)  # groups of conf/deploy.yaml only
+GLOBAL_OVERLAYS = ("experiment", "hardware", "hparams_search", "logger")  # options that set keys elsewhere
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])
@@ -39,7 +41,7 @@ def test_every_option_composes_and_resolves(group, option, tmp_path):
         return
     cfg = compose_train([f"{group}={option}"], tmp_path)
     OmegaConf.to_container(cfg, resolve=True)
-    if group not in ("experiment", "hardware", "logger"):
+    if group not in GLOBAL_OVERLAYS:
         assert cfg[group].name == option
 
 
@@ -129,3 +131,35 @@ def test_ensembling_composes_with_one_action_step(tmp_path):
 def test_clip_preset_follows_seed_002(tmp_path):
     e = compose_train(["encoder=clip"], tmp_path).encoder
     assert (e.model_name, e.pretrained, e.freeze, e.fuse) == ("ViT-B-32", "openai", True, "mean")
+
+
+def compose_with_hydra(overrides: list[str]):
+    """conf/train.yaml with its `hydra` node (sweeper, launcher), which compose_train drops."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from actlab.config.compose import register_configs
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose("train", overrides, return_hydra_config=True)
+
+
+@pytest.mark.parametrize("metric,direction", [("eval/success_rate", "maximize"), ("val/loss", "minimize")])
+def test_optuna_direction_follows_the_optimized_metric(tmp_path, metric, direction):
+    cfg = compose_with_hydra(["hparams_search=optuna", f"optimized_metric={metric}"])
+    sweeper = OmegaConf.to_container(cfg.hydra.sweeper, resolve=True)
+    assert sweeper["direction"] == direction
+    assert set(sweeper["params"]) == {"model.optimizer.lr", "model.kl_weight", "model.chunk_size", "dataset.batch_size"}
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "slurm"])
+def test_launchers_compose_with_one_task_per_device(launcher):
+    cfg = compose_with_hydra([f"hydra/launcher={launcher}", "trainer.devices=4", "trainer.num_nodes=2"])
+    conf = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    if launcher == "slurm":
+        assert (conf["tasks_per_node"], conf["gpus_per_node"], conf["nodes"]) == (4, 4, 2)
+        assert conf["_target_"].endswith("SlurmLauncher")
+    else:
+        assert conf["_target_"].endswith("JoblibLauncher") and conf["n_jobs"] == 2

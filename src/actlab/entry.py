@@ -3,11 +3,16 @@ stderr, `error: ...`, and exit with status 2, no traceback; a run that fails bef
 leaves no run directory behind, one that fails later keeps its directory with the error line at the end
 of its log; Ctrl-C exits with status 130. Hydra's own composition errors (an unknown option or key, a
 value of the wrong type) are reported by Hydra, with status 1.
+
+In a sweep (`-m`) a job's error is reported the same way but ends only that job, and the sweep goes on:
+under Optuna's sweeper the job fails (the trial is recorded as failed; `max_failure_rate` decides how
+many the sweep tolerates), under Hydra's grid sweeper it returns NaN (a failed job would end the grid).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import sys
@@ -25,12 +30,22 @@ from actlab.errors import ActlabError
 T = TypeVar("T")
 
 
+class SweepJobFailed(Exception):
+    """A sweep job's user error, already reported: the sweeper records the job as failed."""
+
+
 def run_task(cfg: DictConfig, task: Callable[[DictConfig], T]) -> T:
     """Runs `task(cfg)` inside a Hydra job with actlab's error reporting."""
     quiet_library_logging()
     try:
         return task(cfg)
     except ActlabError as e:
+        hydra = HydraConfig.get()
+        if hydra.mode == RunMode.MULTIRUN:
+            report_error(f"error: job {hydra.job.num} ({cfg.paths.output_dir}): {e}")
+            if "optuna" in str(hydra.sweeper.get("_target_", "")):
+                raise SweepJobFailed(str(e)) from None
+            return float("nan")  # type: ignore[return-value] - a grid sweep's "this job failed"
         report_error(f"error: {e}")
         remove_unused_run_dir(cfg)
         sys.exit(2)
@@ -44,9 +59,20 @@ def run_task(cfg: DictConfig, task: Callable[[DictConfig], T]) -> T:
         sys.exit(130)
 
 
+def process_rank() -> int:
+    """This process's global rank in a distributed run (0 otherwise), from the variables DDP and SLURM set."""
+    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
+
+
 def quiet_library_logging() -> None:
     """Lightning installs its own console handler at import; let its records reach Hydra's handlers
-    (console and the run's log) once instead, and drop warnings that say nothing about the user's run."""
+    (console and the run's log) once instead, and drop warnings that say nothing about the user's run.
+    Processes other than rank 0 keep to warnings: rank 0 speaks for the run."""
+    if process_rank() != 0:
+        logging.getLogger("actlab").setLevel(logging.WARNING)
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logger = logging.getLogger(name)
         logger.handlers.clear()

@@ -50,7 +50,7 @@ def check_config(cfg: DictConfig) -> None:
     `train.py` applies them as soon as Hydra has composed the config, before any data is read."""
     from actlab.policy.config import check_architecture
     from actlab.policy.encoders import check_encoder
-    from actlab.policy.policy import PRECISIONS
+    from actlab.policy.runtime import SETTINGS as PRECISIONS
 
     check_architecture(cfg.model)
     check_encoder(cfg.encoder)
@@ -97,6 +97,17 @@ def loggable_metrics(cfg: DictConfig) -> list[str]:
 
 def check_optimized_metric(cfg: DictConfig) -> None:
     metric = cfg.optimized_metric
+    steps = cfg.trainer.max_steps
+    if metric == "val/loss" and cfg.trainer.val_check_interval > steps:
+        raise ActlabError(
+            f"optimized_metric=val/loss but trainer.val_check_interval={cfg.trainer.val_check_interval} > "
+            f"trainer.max_steps={steps}: no validation would run; lower trainer.val_check_interval"
+        )
+    if metric and metric.startswith("eval/") and cfg.env.final_eval_episodes == 0 and cfg.env.eval_freq > steps:
+        raise ActlabError(
+            f"optimized_metric={metric} but env.eval_freq={cfg.env.eval_freq} > trainer.max_steps={steps} and "
+            "env.final_eval_episodes=0: no evaluation would run"
+        )
     if metric and metric not in loggable_metrics(cfg):
         hint = " (eval/* needs an env with env.eval_freq>0 or env.final_eval_episodes>0)" if "eval/" in metric else ""
         logged = loggable_metrics(cfg)

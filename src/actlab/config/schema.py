@@ -7,6 +7,7 @@ message. Key names follow LeRobot's ACTConfig (model) and Lightning's Trainer (t
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,8 @@ class TrainConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     policy: PolicyRuntimeConfig = field(default_factory=PolicyRuntimeConfig)
     logger: dict[str, Any] = field(default_factory=dict)
+    # Lightning callbacks added to actlab's own, by name, each instantiated from its _target_
+    callbacks: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -287,13 +290,22 @@ def has_last_checkpoint(run: Path) -> bool:
     )
 
 
+def optimization_direction(metric: str | None) -> str:
+    """Resolver behind the sweeper's direction: success rates and rewards up, losses down."""
+    return "maximize" if metric and str(metric).startswith("eval/") and "length" not in str(metric) else "minimize"
+
+
 def register_configs() -> None:
     """The schema in Hydra's ConfigStore and actlab's resolvers in OmegaConf (idempotent)."""
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
+    # conf/hydra/launcher/joblib.yaml sets the plugin's options; Hydra validates it against the plugin's schema
+    # of the same name, as intended, and warns that this will change in a version it never released.
+    warnings.filterwarnings("ignore", message=r"(?s).*'hydra/launcher/joblib' is validated against ConfigStore")
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
     ConfigStore.instance().store(name="eval_schema", node=EvalConfig)
     ConfigStore.instance().store(name="serve_schema", node=ServeConfig)
     ConfigStore.instance().store(name="deploy_schema", node=DeployConfig)
     OmegaConf.register_new_resolver("actlab.run_dir", run_dir, replace=True)
+    OmegaConf.register_new_resolver("actlab.direction", optimization_direction, replace=True)

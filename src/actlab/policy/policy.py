@@ -17,8 +17,7 @@ from actlab.errors import ActlabError, reason
 from actlab.policy.act import ACT
 from actlab.policy.config import ACTION, ACTION_IS_PAD, OBSERVATION_IS_PAD, ACTPolicyConfig
 from actlab.policy.normalize import Normalizer
-from actlab.policy.runtime import PRECISIONS as PRECISIONS  # re-exported: actlab.config.compose reads it here
-from actlab.policy.runtime import InferenceRuntime
+from actlab.policy.runtime import InferenceRuntime, resolve_precision
 from actlab.policy.selection import ActionSelector
 
 CONFIG_NAME = "config.json"
@@ -44,13 +43,16 @@ class ACTPolicy(nn.Module):
         self.normalizer = Normalizer({**config.input_features, **config.output_features}, stats)
         self.loss_key = f"{config.loss}_loss"
         self.runtime = InferenceRuntime(self.model)  # a plain attribute: never part of the state dict
+        self.inference_settings = ("fp32", False)
         self.reset()
 
     def configure_inference(self, precision: str = "fp32", compile: bool = False) -> ACTPolicy:
         """How `predict_action_chunk` and `select_action` run (actlab.policy.runtime): `bf16` runs the image
-        backbone and the transformer encoder in bfloat16 (the decoder, statistics and outputs stay float32);
-        `compile` runs the network through torch.compile. The runtime, and the inference copies it holds, is
-        kept when the settings are those it already has."""
+        backbone and the transformer encoder in bfloat16 (the decoder, statistics and outputs stay float32),
+        `auto` does so where the device runs bf16 natively; `compile` runs the network through torch.compile.
+        The runtime, and the inference copies it holds, is kept when the settings are those it already has."""
+        self.inference_settings = (precision, compile)  # `auto` is resolved again if the policy moves device
+        precision = resolve_precision(precision, next(self.parameters()).device)
         if (self.runtime.precision, self.runtime.compile) != (precision, compile):
             self.runtime = InferenceRuntime(self.model, precision, compile)
         return self

@@ -33,6 +33,24 @@ from actlab.errors import ActlabError
 from actlab.policy.act import ACT
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+SETTINGS = ("auto", *PRECISIONS)  # policy.precision: auto picks bf16 where the device runs it natively
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto`: bf16 on a CUDA device with bf16 or a CPU with native bf16 instructions, else fp32. An
+    explicit bf16 on a CPU that emulates it warns once (actlab.devices)."""
+    from actlab.devices import cpu_has_native_bf16, warn_emulated_bf16
+
+    if precision not in SETTINGS:
+        raise ActlabError(f"policy.precision={precision!r} is not one of {list(SETTINGS)}")
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        warn_emulated_bf16("policy.precision=bf16")
+    return precision
+
 
 # Channels-last is faster on CPU for bf16 at any size and for fp32 above this many pixels per image
 # (measured: 4x480x640 fp32 -18 %, bf16 -32 %; 2x96x96 fp32 +25 %).

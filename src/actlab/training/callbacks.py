@@ -209,9 +209,10 @@ class RunCheckpoints(Callback):
 
     def _update_best(self, trainer: L.Trainer) -> None:
         value = trainer.callback_metrics.get(self.monitor)
+        # Rank 0's value decides on every rank (only rank 0 runs rollouts; saving needs every rank).
+        value = trainer.strategy.broadcast(None if value is None else float(value), src=0)
         if value is None:
             return
-        value = float(value)
         better = self.best_score is None or (value > self.best_score if self.mode == "max" else value < self.best_score)
         if better:
             self.best_score, self.best_step = value, trainer.global_step

@@ -82,6 +82,10 @@ class ACTLightningModule(L.LightningModule):
         scheduler = LambdaLR(optimizer, lambda step: lr_factor(step, self.scheduler_cfg, self.max_steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def on_fit_start(self) -> None:
+        # The policy is on its training device now: an `auto` inference precision is chosen for it.
+        self.policy.configure_inference(*self.policy.inference_settings)
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Before Lightning's strict load: one line for weights that do not fit this policy."""
         expected = {f"policy.{k}": v for k, v in self.policy.state_dict().items()}

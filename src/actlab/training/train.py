@@ -7,20 +7,27 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from actlab.cli import DDP_JOB
 from actlab.config.compose import check_config, check_hardware
 from actlab.data.datamodule import ACTDataModule
 from actlab.data.formats import dataset_config
 from actlab.data.store import EpisodeStore
+from actlab.devices import cpu_has_native_bf16, warn_emulated_bf16
 from actlab.errors import ActlabError
 from actlab.eval.rollouts import check_compatible, evaluate_policy
 from actlab.io import remove_stale
@@ -177,7 +184,7 @@ def trainer_kwargs(cfg: DictConfig, has_validation: bool = True) -> dict[str, An
         devices=t.devices,
         strategy=t.strategy,
         num_nodes=t.num_nodes,
-        precision=t.precision,
+        precision=training_precision(t.precision, t.accelerator),
         max_steps=t.max_steps,
         max_epochs=-1,
         gradient_clip_val=t.gradient_clip_val,
@@ -243,13 +250,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
         init_weights(policy, cfg.init_from)
     policy.configure_inference(cfg.policy.precision, cfg.policy.compile)  # for evaluation rollouts
 
-    env = make_env(cfg.env, video=cfg.env.video_episodes > 0)
+    # Rollouts, videos and the final evaluation run on rank 0 only (other DDP processes build no simulator).
+    env = make_env(cfg.env, video=cfg.env.video_episodes > 0) if rank_zero_only.rank == 0 else None
     loggers: list = []
     try:
         if env is not None:
             check_compatible(policy, env.features)
         loggers = make_loggers(cfg)
-        return fit_and_evaluate(cfg, dm, policy, env, loggers, resume)
+        with distributed_job(cfg):
+            return fit_and_evaluate(cfg, dm, policy, env, loggers, resume)
     finally:
         if env is not None:
             env.close()
@@ -260,11 +269,12 @@ def fit_and_evaluate(
     cfg: DictConfig, dm: ACTDataModule, policy: ACTPolicy, env: SimEnv | None, loggers: list, resume: Path | None
 ) -> dict[str, float]:
     output_dir = Path(cfg.paths.output_dir)
-    monitor = ("eval/success_rate", "max") if env is not None and cfg.env.eval_freq > 0 else ("val/loss", "min")
+    rollouts = cfg.env.type != "none" and cfg.env.eval_freq > 0  # the same decision on every rank
+    monitor = ("eval/success_rate", "max") if rollouts else ("val/loss", "min")
     checkpoints = RunCheckpoints(output_dir / "checkpoints", cfg.checkpoint.save_freq, *monitor, cfg.env.eval_freq)
     metrics_callback = TrainingMetrics(len(dm.train_set), len(dm.train_episodes))
     callbacks = [metrics_callback]
-    if env is not None and cfg.env.eval_freq > 0:
+    if env is not None and rollouts:
         e = cfg.env
         video_dir = output_dir / "eval" / "videos"
         callbacks.append(
@@ -274,6 +284,7 @@ def fit_and_evaluate(
     if cfg.trainer.enable_progress_bar:
         callbacks.append(StepProgressBar())
     callbacks.append(metrics_callback.clock)
+    callbacks += [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
 
     try:
         trainer = L.Trainer(
@@ -328,8 +339,9 @@ def fit_and_evaluate(
 
 
 def objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
-    """The value of `optimized_metric` that the CLI returns to Hydra sweepers."""
-    if not cfg.optimized_metric:
+    """The value of `optimized_metric` that the CLI returns to Hydra sweepers (from rank 0, which ran the
+    evaluation; the other DDP processes return None)."""
+    if not cfg.optimized_metric or rank_zero_only.rank != 0:
         return None
     if cfg.optimized_metric not in metrics:
         raise ActlabError(
@@ -337,6 +349,47 @@ def objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
             f"episodes); it logged {sorted(metrics)}"
         )
     return metrics[cfg.optimized_metric]
+
+
+def training_precision(precision: str, accelerator: str) -> str:
+    """`trainer.precision=auto`: bf16-mixed on a GPU with bf16 or a CPU with native bf16 instructions,
+    16-mixed on an older GPU, 32-true otherwise. An explicit bf16 on a CPU that emulates it warns once."""
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if precision == "auto":
+        if on_gpu:
+            return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+        return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
+    if str(precision).startswith("bf16") and not on_gpu and not cpu_has_native_bf16():
+        warn_emulated_bf16(f"trainer.precision={precision}")
+    return precision
+
+
+# What Lightning's DDP launcher sets in the process that starts the others.
+DDP_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", DDP_JOB)
+
+
+@contextmanager
+def distributed_job(cfg: DictConfig) -> Iterator[None]:
+    """One job's DDP processes. On the way in, records the job for the processes DDP starts (actlab.cli
+    rejoins it: its overrides and output directory, be it a run or a job of a sweep); on the way out, clears
+    what Lightning leaves behind in this process (the process group, the variables its launcher set), so
+    the next job of a sweep starts processes of its own instead of taking itself for one of them."""
+    from hydra.core.hydra_config import HydraConfig
+
+    saved = {name: os.environ.get(name) for name in DDP_VARIABLES}
+    if HydraConfig.initialized():
+        job = {"overrides": list(HydraConfig.get().overrides.task), "output_dir": str(cfg.paths.output_dir)}
+        os.environ[DDP_JOB] = json.dumps(job)
+    try:
+        yield
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def close_loggers(loggers: list) -> None:

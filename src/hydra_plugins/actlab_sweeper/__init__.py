@@ -1,0 +1,1 @@
+"""actlab's sweeper for Hydra (Hydra finds sweepers in the `hydra_plugins` namespace package)."""
