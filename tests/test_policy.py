@@ -74,6 +74,29 @@ def test_weights_load_into_lerobot_and_actions_agree(cameras):
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
 
 
+def test_training_pass_agrees_with_lerobot():
+    """The training losses (VAE posterior sampled with the same noise) are LeRobot's: the VAE encoder's
+    last layer computes only its [cls] token, which is all either network reads."""
+    torch.manual_seed(0)
+    policy = make_policy(("top", "wrist"), dropout=0.0).train()
+    twin, pre, _ = lerobot_twin(policy)
+    twin.train()
+    g = torch.Generator().manual_seed(3)
+    batch = {
+        **random_obs(policy.config.input_features, batch=3),
+        "action": torch.rand(3, 10, 4, generator=g),
+        "action_is_pad": torch.zeros(3, 10, dtype=torch.bool),
+    }
+    torch.manual_seed(5)
+    ours = policy(batch)
+    torch.manual_seed(5)
+    loss, theirs = twin.forward(pre(dict(batch)))
+    assert theirs["kld_loss"] > 0
+    torch.testing.assert_close(ours["l1_loss"].item(), theirs["l1_loss"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours["kld_loss"].item(), theirs["kld_loss"], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours["loss"], loss, atol=1e-4, rtol=1e-5)
+
+
 def test_state_dict_is_lerobots_model_keys_and_the_normaliser():
     """The weight names are LeRobot's, and the inference runtime's copies never enter the state dict."""
     from lerobot.policies.act.modeling_act import ACTPolicy as LeRobotACTPolicy

@@ -80,10 +80,15 @@ class EncoderLayer(nn.Module):
         self.activation = ACTIVATIONS[cfg.feedforward_activation]
         self.pre_norm = cfg.pre_norm
 
-    def forward(self, x: Tensor, pos: Tensor | None = None, key_padding_mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, pos: Tensor | None = None, key_padding_mask: Tensor | None = None, n_out: int | None = None
+    ) -> Tensor:
+        """With `n_out`, only the first `n_out` tokens are computed (they attend to all of them)."""
         h = self.norm1(x) if self.pre_norm else x
         qk = _with_pos(h, pos)
-        x = x + self.dropout1(self.self_attn(qk, qk, h, key_padding_mask))
+        q = qk if n_out is None else qk[:, :n_out]
+        x = x if n_out is None else x[:, :n_out]
+        x = x + self.dropout1(self.self_attn(q, qk, h, key_padding_mask))
         if not self.pre_norm:
             x = self.norm1(x)
         h = self.norm2(x) if self.pre_norm else x
@@ -133,9 +138,13 @@ class Encoder(nn.Module):
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(n_layers))
         self.norm = nn.LayerNorm(cfg.dim_model) if cfg.pre_norm else nn.Identity()
 
-    def forward(self, x: Tensor, pos: Tensor | None = None, key_padding_mask: Tensor | None = None) -> Tensor:
-        for layer in self.layers:
-            x = layer(x, pos, key_padding_mask)
+    def forward(
+        self, x: Tensor, pos: Tensor | None = None, key_padding_mask: Tensor | None = None, n_out: int | None = None
+    ) -> Tensor:
+        """The encoded tokens; with `n_out` only the first `n_out`, whose last layer then skips the others'
+        attention queries and feed-forward (the VAE encoder reads its [cls] token only)."""
+        for i, layer in enumerate(self.layers):
+            x = layer(x, pos, key_padding_mask, n_out if i == len(self.layers) - 1 else None)
         return self.norm(x)
 
 
@@ -267,7 +276,7 @@ class ACT(nn.Module):
         tokens.append(self.vae_encoder_action_input_proj(batch[ACTION]))
         prefix_pad = torch.zeros(batch_size, 1 + has_state, dtype=torch.bool, device=device)
         pad_mask = torch.cat([prefix_pad, batch[ACTION_IS_PAD]], dim=1)
-        cls_out = self.vae_encoder(torch.cat(tokens, dim=1), self.vae_encoder_pos_enc, pad_mask)[:, 0]
+        cls_out = self.vae_encoder(torch.cat(tokens, dim=1), self.vae_encoder_pos_enc, pad_mask, n_out=1)[:, 0]
         latent_params = self.vae_encoder_latent_output_proj(cls_out)
         mu, log_sigma_x2 = latent_params.split(cfg.latent_dim, dim=-1)
         return mu + (log_sigma_x2 / 2).exp() * torch.randn_like(mu), mu, log_sigma_x2
