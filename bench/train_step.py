@@ -1,9 +1,14 @@
-"""Seconds per training step of `model=baseline` (2 cameras 96x96, batch 8, chunk 100): actlab vs LeRobot.
+"""Seconds per training step of `model=baseline` (2 cameras 96x96, batch 8, chunk 100), actlab against
+LeRobot, and their loss curves over the same first steps, side by side in one run.
 
-actlab: a real `train(cfg)` run (Lightning, loggers, callbacks), `train/update_s` from its metrics.csv.
-LeRobot: `ACTPolicy` from lerobot 0.4.4 with the same architecture, one update as `lerobot-train` does it
-(forward, backward, gradient clipping at 10, AdamW step), on batches from `LeRobotDataset` after its
-pre-processor. Both start from random backbone weights (no download). Same dataset, same process.
+LeRobot: `ACTPolicy` from lerobot 0.4.4, one update as `lerobot-train` does it (forward, backward, gradient
+clipping at 10, AdamW at a constant lr), on exactly the batches actlab's loader draws for the same seed,
+after LeRobot's own pre-processor. actlab: real `train(cfg)` runs (Lightning, loggers, callbacks) that
+start from LeRobot's initial weights (`init_from`), with the same optimiser settings and no warm-up; the
+step time is `train/update_s` from metrics.csv. Both start from random backbone weights (no download).
+
+bf16 rows run only on a CPU (or GPU) with native bf16: an AVX2-only CPU emulates it, 4-32x slower.
+About 15 minutes on a 2-core CPU with native bf16 (about 9 without it), most of it in the 200-step curves.
 """
 
 from __future__ import annotations
@@ -11,49 +16,55 @@ from __future__ import annotations
 import csv
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import torch
 
-from bench.common import median_seconds, table, write_image_dataset
+from bench.common import table, write_image_dataset
 
-STEPS = 12  # optimisation steps per actlab run; the first 2 are warm-up
+STEPS = 200  # optimisation steps per run: the loss curves; step times are medians after WARMUP
+WARMUP = 5
+WINDOW = 50  # the loss curves are compared as means over consecutive windows of this many steps
+SEED = 1000
 DATA_DIR = Path(tempfile.gettempdir()) / "actlab-bench"
+SAME_SETTINGS = [  # lerobot-train's ACT optimiser: AdamW, lr 1e-5 (backbone too), constant
+    "model=baseline",
+    "encoder.pretrained=null",
+    "model.scheduler.name=constant",
+    "model.scheduler.warmup_steps=0",
+    "dataset.val_split=0",
+    f"seed={SEED}",
+]
 
 
-def actlab_run_metrics(root: Path, precision: str) -> dict[str, float]:
-    """Medians of train/update_s and train/dataloading_s over a short real run (first 2 steps dropped)."""
+def compose(root: Path, overrides: list[str], out: Path):
     from actlab.config.compose import compose_train
-    from actlab.training.train import train
 
-    out = Path(tempfile.mkdtemp(prefix="actlab-bench-run-"))
-    cfg = compose_train(
-        [
-            "model=baseline",
-            f"dataset.root={root}",
-            "encoder.pretrained=null",
-            f"trainer.max_steps={STEPS}",
-            "trainer.log_every_n_steps=1",
-            "trainer.val_check_interval=100000",
-            "dataset.val_split=0",
-            "checkpoint.save_freq=0",
-            "trainer.enable_progress_bar=false",
-            "logger=csv",
-            "hardware=cpu",
-            f"trainer.precision={precision}",
-        ],
-        output_dir=out,
-        data_dir=DATA_DIR,
-    )
-    train(cfg)
-    with open(out / "csv" / "metrics.csv") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("train/update_s")][2:]
-    return {k: statistics.median(float(r[f"train/{k}"]) for r in rows) for k in ("update_s", "dataloading_s")}
+    return compose_train([*SAME_SETTINGS, f"dataset.root={root}", *overrides], output_dir=out, data_dir=DATA_DIR)
 
 
-def lerobot_update_s(root: Path) -> float:
+def actlab_batches(root: Path, steps: int) -> list[dict[str, torch.Tensor]]:
+    """The first `steps` training batches of an actlab run with the bench's seed (its step-indexed stream)."""
+    from actlab.data.datamodule import ACTDataModule
+    from actlab.data.formats import dataset_config
+
+    cfg = compose(root, [], Path(tempfile.mkdtemp(prefix="actlab-bench-run-")))
+    dm = ACTDataModule(dataset_config(cfg), cfg.paths.cache_dir, cfg.model.chunk_size, cfg.seed)
+    dm.prepare()
+    batches = []
+    for batch in dm.train_dataloader():
+        batches.append(batch)
+        if len(batches) == steps:
+            return batches
+    return batches
+
+
+def lerobot_run(root: Path, init_dir: Path, batches: list[dict[str, torch.Tensor]]) -> tuple[float, list[float]]:
+    """Median seconds per update and the loss per step, in actlab's convention (LeRobot's L1 is divided by
+    padded steps as well; here by valid ones, as actlab's is)."""
     from lerobot.configs.types import FeatureType
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
+    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
     from lerobot.datasets.utils import dataset_to_policy_features
     from lerobot.policies.act.configuration_act import ACTConfig
     from lerobot.policies.act.modeling_act import ACTPolicy
@@ -67,41 +78,92 @@ def lerobot_update_s(root: Path) -> float:
         pretrained_backbone_weights=None,
         device="cpu",
     )
+    torch.manual_seed(SEED)
     policy = ACTPolicy(cfg).train()
-    pre, _ = make_act_pre_post_processors(cfg, meta.stats)
-    dataset = LeRobotDataset(
-        f"bench/{root.name}",
-        root=root,
-        video_backend="pyav",
-        delta_timestamps={"action": [i / meta.fps for i in cfg.action_delta_indices]},
-    )
-    batch = pre(next(iter(torch.utils.data.DataLoader(dataset, batch_size=8, shuffle=True))))
+    pre, post = make_act_pre_post_processors(cfg, meta.stats)
+    for part in (policy, pre, post):
+        part.save_pretrained(init_dir)
     optimizer = torch.optim.AdamW(
         policy.get_optim_params(), lr=cfg.optimizer_lr, weight_decay=cfg.optimizer_weight_decay
     )
-
-    def update() -> None:
-        loss, _ = policy.forward(batch)
+    times, losses = [], []
+    for batch in batches:
+        batch = {k: v.float() / 255 if v.dtype == torch.uint8 else v for k, v in batch.items()}
+        batch = pre(batch)
+        start = time.perf_counter()
+        loss, info = policy.forward(batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 10.0)
         optimizer.step()
         optimizer.zero_grad()
+        times.append(time.perf_counter() - start)
+        pad = batch["action_is_pad"]
+        losses.append(info["l1_loss"] * pad.numel() / (~pad).sum().item() + cfg.kl_weight * info["kld_loss"])
+    return statistics.median(times[WARMUP:]), losses
 
-    return median_seconds(update, repeats=STEPS - 2)
+
+def actlab_run(root: Path, init_dir: Path, overrides: list[str]) -> tuple[float, list[float]]:
+    """Median train/update_s after the warm-up steps and train/loss per step of a real run."""
+    from actlab.training.train import train
+
+    out = Path(tempfile.mkdtemp(prefix="actlab-bench-run-"))
+    settings = [
+        f"init_from={init_dir}",
+        f"trainer.max_steps={STEPS}",
+        "trainer.log_every_n_steps=1",
+        "trainer.val_check_interval=100000",
+        "checkpoint.save_freq=0",
+        "trainer.enable_progress_bar=false",
+        "logger=csv",
+        "hardware=cpu",
+    ]
+    train(compose(root, [*settings, *overrides], out))
+    with open(out / "csv" / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("train/update_s")]
+    update_s = statistics.median(float(r["train/update_s"]) for r in rows[WARMUP:])
+    return update_s, [float(r["train/loss"]) for r in rows]
+
+
+def window_means(losses: list[float]) -> list[float]:
+    return [statistics.fmean(losses[i : i + WINDOW]) for i in range(0, len(losses), WINDOW)]
 
 
 def main() -> None:
-    root = write_image_dataset(DATA_DIR / "two_cam_96x96", cameras=("left", "right"), hw=(96, 96))
-    lerobot = lerobot_update_s(root)
-    rows = [["lerobot 0.4.4 ACTPolicy (fp32)", f"{lerobot:.3f}", "1.00"]]
-    for precision in ("32-true", "bf16-mixed"):
-        ours = actlab_run_metrics(root, precision)["update_s"]
-        rows.append([f"actlab train.py (trainer.precision={precision})", f"{ours:.3f}", f"{lerobot / ours:.2f}"])
+    from actlab.devices import cpu_has_native_bf16, describe_cpu
+
+    # Long episodes: few windows reach past an episode's end, where LeRobot's L1 differs from actlab's.
+    root = write_image_dataset(DATA_DIR / "two_cam_96x96_long", cameras=("left", "right"), episodes=2, frames=1000)
+    init_dir = Path(tempfile.mkdtemp(prefix="actlab-bench-init-"))
+    lerobot_s, lerobot_losses = lerobot_run(root, init_dir, actlab_batches(root, STEPS))
+
+    cases = [("fp32", ["trainer.precision=32-true"])]
+    if cpu_has_native_bf16():
+        cases.append(("bf16-mixed", ["trainer.precision=bf16-mixed"]))
+    cases.append(("auto, torch.compile", ["trainer.precision=auto", "trainer.compile=true"]))
+    timing = [["lerobot 0.4.4 ACTPolicy (fp32)", f"{lerobot_s:.3f}", "1.00"]]
+    curves = [["lerobot 0.4.4 (fp32)", *[f"{m:.4f}" for m in window_means(lerobot_losses)], ""]]
+    reference = window_means(lerobot_losses)
+    for name, overrides in cases:
+        seconds, losses = actlab_run(root, init_dir, overrides)
+        timing.append([f"actlab train.py ({name})", f"{seconds:.3f}", f"{lerobot_s / seconds:.2f}"])
+        means = window_means(losses)
+        worst = max(abs(m / r - 1) for m, r in zip(means, reference, strict=True))
+        curves.append([f"actlab ({name})", *[f"{m:.4f}" for m in means], f"{100 * worst:.1f} %"])
+
+    steps = f"{STEPS} steps after {WARMUP} warm-up"
     table(
-        f"Training step, model=baseline, 2 cameras 96x96, batch 8, chunk 100, {torch.get_num_threads()} threads",
-        ["", "s/step (median)", "speed-up vs lerobot"],
-        rows,
+        f"Training step, model=baseline, 2 cameras 96x96, batch 8, chunk 100 ({describe_cpu()}), median of {steps}",
+        ["", "s/step", "speed-up vs lerobot"],
+        timing,
     )
+    windows = [f"steps {i + 1}-{min(i + WINDOW, STEPS)}" for i in range(0, STEPS, WINDOW)]
+    table(
+        "Loss (L1 over valid steps + 10 KLD), mean per window; same data order, initial weights and optimiser",
+        ["", *windows, "largest diff vs lerobot"],
+        curves,
+    )
+    if not cpu_has_native_bf16():
+        print("bf16-mixed not run: this CPU has no native bf16 (avx512_bf16 / amx_bf16); it would be emulated")
 
 
 if __name__ == "__main__":

@@ -374,7 +374,7 @@ def unknown_dataset_format(base: Base, case: Path) -> Case:
 def unknown_policy_precision(base: Base, case: Path) -> Case:
     return Case(
         [f"dataset.root={base.state}", "policy.precision=fp16"],
-        "policy.precision='fp16' is not one of ['fp32', 'bf16']",
+        "policy.precision='fp16' is not one of ['auto', 'fp32', 'bf16']",
     )
 
 

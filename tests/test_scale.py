@@ -101,7 +101,11 @@ def test_a_failed_job_of_a_grid_sweep_is_reported_and_the_others_run(tmp_path, d
 @pytest.mark.parametrize("launcher,jobs", [("joblib", 2), ("submitit_local", 4)])
 def test_launchers_run_every_job_of_a_sweep(tmp_path, dataset, launcher, jobs):
     seeds = ",".join(str(s) for s in range(1, jobs + 1))
-    extra = ["hydra.launcher.timeout_min=10", "hydra.launcher.cpus_per_task=1"] if launcher == "submitit_local" else []
+    # One log folder for all jobs: with the default `.submitit/%j`, submitit's local controller can open its
+    # log before the submitting process has created that job's folder (seen once under load).
+    local = ["hydra.launcher.timeout_min=10", "hydra.launcher.cpus_per_task=1",
+             "hydra.launcher.submitit_folder=${hydra.sweep.dir}/.submitit"]  # fmt: skip
+    extra = local if launcher == "submitit_local" else []
     done = train_py(tmp_path, "-m", f"hydra/launcher={launcher}", *extra, f"dataset.root={dataset}", *TINY,
                     "trainer.max_steps=2", f"seed={seeds}")  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

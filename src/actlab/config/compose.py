@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -81,6 +82,19 @@ def check_hardware(trainer: DictConfig) -> None:
         raise ActlabError(
             f"trainer.accelerator={trainer.accelerator} (hardware=gpu) but no CUDA GPU is visible here "
             "(torch.cuda.is_available() is False); use hardware=cpu, or hardware=auto to take a GPU when there is one"
+        )
+    on_cpu = str(trainer.accelerator) == "cpu" or not torch.cuda.is_available()
+    check_compiler("trainer.compile" if trainer.get("compile") and on_cpu else None)
+
+
+def check_compiler(setting: str | None) -> None:
+    """torch.compile on a CPU builds C++ kernels: without a compiler it would fail at the first step."""
+    import shutil
+
+    if setting and not any(shutil.which(cc) for cc in (os.environ.get("CXX") or "g++", "c++", "clang++")):
+        raise ActlabError(
+            f"{setting}=true compiles C++ kernels for the CPU but no C++ compiler (g++, clang++ or $CXX) is on "
+            f"PATH; install one (e.g. apt install g++) or set {setting}=false"
         )
 
 

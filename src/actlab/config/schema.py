@@ -130,7 +130,7 @@ class TrainerConfig:
     devices: Any = 1
     strategy: str = "auto"
     num_nodes: int = 1
-    precision: str = "32-true"
+    precision: str = "32-true"  # the hardware group sets auto: bf16-mixed where the device runs bf16 natively
     max_steps: int = 100_000
     gradient_clip_val: float = 10.0
     log_every_n_steps: int = 100
@@ -138,13 +138,14 @@ class TrainerConfig:
     limit_val_batches: Any = 50
     enable_progress_bar: bool = True
     deterministic: bool = False
+    compile: bool = False  # torch.compile the training forward and backward (a few minutes of compiling first)
 
 
 @dataclass
 class PolicyRuntimeConfig:
     """How the trained policy runs when it acts (evaluation rollouts, deployment)."""
 
-    precision: str = "fp32"  # fp32 | bf16 (autocast of matmuls and convolutions)
+    precision: str = "fp32"  # fp32 | bf16 (autocast of matmuls and convolutions) | auto (bf16 where native)
     compile: bool = False  # torch.compile the network (first call compiles; needs a C++ compiler on CPU)
 
 

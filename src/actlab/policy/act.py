@@ -49,17 +49,51 @@ class Attention(nn.Module):
     def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Tensor | None = None):
         w_q, w_k, w_v = self.in_proj_weight.chunk(3)
         b_q, b_k, b_v = self.in_proj_bias.chunk(3)
-        q, k, v = (
-            self._heads(F.linear(x, w, b)) for x, w, b in ((query, w_q, b_q), (key, w_k, b_k), (value, w_v, b_v))
-        )
+        if query is key:  # self-attention: one matrix product for the queries and keys
+            q, k = F.linear(query, self.in_proj_weight[: 2 * len(w_q)], self.in_proj_bias[: 2 * len(w_q)]).chunk(2, -1)
+        else:
+            q, k = F.linear(query, w_q, b_q), F.linear(key, w_k, b_k)
+        q, k, v = self._heads(q), self._heads(k), self._heads(F.linear(value, w_v, b_v))
         mask = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        dropout = self.dropout if self.training else 0.0
+        if dropout > 0 and q.device.type == "cpu":
+            out = _attention_with_dropout(q, k, v, mask, dropout)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         batch, _, length, head_dim = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(batch, length, self.n_heads * head_dim))
 
     def _heads(self, x: Tensor) -> Tensor:
         batch, length, dim = x.shape
         return x.view(batch, length, self.n_heads, dim // self.n_heads).transpose(1, 2)
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout, with the CPU's keep mask drawn 3x faster (`cpu_dropout`); other devices use F.dropout."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and self.p > 0 and x.device.type == "cpu":
+            return cpu_dropout(x, self.p)
+        return super().forward(x)
+
+
+def cpu_dropout(x: Tensor, p: float) -> Tensor:
+    """Inverted dropout (zero with probability p, scale the rest by 1/(1-p)), like F.dropout, from 16 random bits
+    per element (p is rounded to a multiple of 1/65536). The CPU's `bernoulli_` spends about 6 ns per element,
+    which was a sixth of a training step; four 16-bit draws per 64-bit random integer spend 2."""
+    n = x.numel()
+    bits = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
+    keep = bits.view(torch.int16)[:n].view(x.shape) >= round(p * 65536) - 32768
+    return x * (keep.to(x.dtype) * (1.0 / (1.0 - p)))
+
+
+def _attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> Tensor:
+    """scaled_dot_product_attention with dropout on the attention weights, as its CPU path computes it (one
+    kernel per step), with `cpu_dropout`'s faster mask."""
+    scores = q @ k.transpose(-2, -1) * (q.shape[-1] ** -0.5)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return cpu_dropout(scores.softmax(-1), p) @ v
 
 
 def _with_pos(x: Tensor, pos: Tensor | None) -> Tensor:
@@ -71,12 +105,12 @@ class EncoderLayer(nn.Module):
         super().__init__()
         self.self_attn = Attention(cfg.dim_model, cfg.n_heads, cfg.dropout)
         self.linear1 = nn.Linear(cfg.dim_model, cfg.dim_feedforward)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.linear2 = nn.Linear(cfg.dim_feedforward, cfg.dim_model)
         self.norm1 = nn.LayerNorm(cfg.dim_model)
         self.norm2 = nn.LayerNorm(cfg.dim_model)
-        self.dropout1 = nn.Dropout(cfg.dropout)
-        self.dropout2 = nn.Dropout(cfg.dropout)
+        self.dropout1 = Dropout(cfg.dropout)
+        self.dropout2 = Dropout(cfg.dropout)
         self.activation = ACTIVATIONS[cfg.feedforward_activation]
         self.pre_norm = cfg.pre_norm
 
@@ -102,14 +136,14 @@ class DecoderLayer(nn.Module):
         self.self_attn = Attention(cfg.dim_model, cfg.n_heads, cfg.dropout)
         self.multihead_attn = Attention(cfg.dim_model, cfg.n_heads, cfg.dropout)
         self.linear1 = nn.Linear(cfg.dim_model, cfg.dim_feedforward)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.linear2 = nn.Linear(cfg.dim_feedforward, cfg.dim_model)
         self.norm1 = nn.LayerNorm(cfg.dim_model)
         self.norm2 = nn.LayerNorm(cfg.dim_model)
         self.norm3 = nn.LayerNorm(cfg.dim_model)
-        self.dropout1 = nn.Dropout(cfg.dropout)
-        self.dropout2 = nn.Dropout(cfg.dropout)
-        self.dropout3 = nn.Dropout(cfg.dropout)
+        self.dropout1 = Dropout(cfg.dropout)
+        self.dropout2 = Dropout(cfg.dropout)
+        self.dropout3 = Dropout(cfg.dropout)
         self.activation = ACTIVATIONS[cfg.feedforward_activation]
         self.pre_norm = cfg.pre_norm
 
@@ -277,7 +311,8 @@ class ACT(nn.Module):
         prefix_pad = torch.zeros(batch_size, 1 + has_state, dtype=torch.bool, device=device)
         pad_mask = torch.cat([prefix_pad, batch[ACTION_IS_PAD]], dim=1)
         cls_out = self.vae_encoder(torch.cat(tokens, dim=1), self.vae_encoder_pos_enc, pad_mask, n_out=1)[:, 0]
-        latent_params = self.vae_encoder_latent_output_proj(cls_out)
+        # The KL term and the sampled latent in float32, as the action loss is, under mixed precision too.
+        latent_params = self.vae_encoder_latent_output_proj(cls_out).float()
         mu, log_sigma_x2 = latent_params.split(cfg.latent_dim, dim=-1)
         return mu + (log_sigma_x2 / 2).exp() * torch.randn_like(mu), mu, log_sigma_x2
 

@@ -198,8 +198,9 @@ class RunCheckpoints(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
         if self.save_freq > 0 and step % self.save_freq == 0:
-            self.save(trainer, f"step_{step}")
+            # `last` first: a kill between the two saves must not leave a run without the folder it resumes from.
             self.save(trainer, "last")
+            self.save(trainer, f"step_{step}")
         if self.monitor.startswith("eval/") and self.eval_freq > 0 and step % self.eval_freq == 0:
             self._update_best(trainer)
 

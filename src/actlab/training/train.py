@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
@@ -298,6 +299,11 @@ def fit_and_evaluate(
         raise ActlabError(f"trainer: {e}") from None
     run_config = OmegaConf.to_container(cfg, resolve=True)
     module = ACTLightningModule(policy, cfg.model.optimizer, cfg.model.scheduler, cfg.trainer.max_steps, run_config)
+    if cfg.trainer.compile:
+        # In place: the state dict keeps its names. Rollouts run the inference runtime (`policy.compile`).
+        # The cached position table it traces through is a pure function of the feature map's size.
+        warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`")
+        policy.compile()
     describe(cfg, dm, policy, trainer)
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=resume)
@@ -307,8 +313,8 @@ def fit_and_evaluate(
             raise KeyboardInterrupt from None  # what a Ctrl-C anywhere else raises (a notebook survives it)
         raise
 
+    checkpoints.save(trainer, "last")  # first, as for every save: what a resume reads is never missing
     checkpoints.save(trainer, "final")
-    checkpoints.save(trainer, "last")
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if env is not None and cfg.env.final_eval_episodes > 0:
         e = cfg.env

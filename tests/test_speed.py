@@ -1,0 +1,161 @@
+"""What makes training steps faster keeps them correct: the CPU dropout (rate, scale, gradient), attention
+with dropout (the same as scaled_dot_product_attention), the fused optimiser and the gradient norm it logs,
+`trainer.compile`, and the precision chosen from what the device runs natively."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from actlab import devices
+from actlab.config.compose import check_hardware
+from actlab.errors import ActlabError
+from actlab.policy.act import Dropout, _attention_with_dropout, cpu_dropout
+from actlab.policy.runtime import resolve_precision
+from actlab.training import train as train_module
+from tests.test_train import read_metrics, run
+
+
+# ------------------------------------------------------------------------------------------------ dropout
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_cpu_dropout_zeroes_a_fraction_p_and_scales_the_rest(p):
+    torch.manual_seed(0)
+    x = torch.ones(1000, 1000)
+    y = cpu_dropout(x, p)
+    zero = (y == 0).float().mean().item()
+    assert abs(zero - p) < 0.002
+    torch.testing.assert_close(y[y != 0], torch.full_like(y[y != 0], 1 / (1 - p)))
+    assert abs(y.mean().item() - 1) < 0.005  # inverted dropout keeps the expectation
+
+
+def test_cpu_dropout_is_seeded_by_torch_and_its_gradient_is_the_mask():
+    x = torch.randn(7, 33, requires_grad=True)  # an odd number of elements: not a multiple of four
+    torch.manual_seed(3)
+    y = cpu_dropout(x, 0.1)
+    torch.manual_seed(3)
+    torch.testing.assert_close(cpu_dropout(x, 0.1), y)
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, (y != 0).float() / 0.9)
+
+
+def test_dropout_module_is_the_identity_in_eval_mode_and_cpu_dropout_in_training():
+    layer = Dropout(0.1)
+    x = torch.randn(4, 5)
+    assert torch.equal(layer.eval()(x), x)
+    torch.manual_seed(0)
+    expected = cpu_dropout(x, 0.1)
+    torch.manual_seed(0)
+    torch.testing.assert_close(layer.train()(x), expected)
+
+
+def test_attention_with_dropout_is_sdpa_when_nothing_is_dropped():
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, n, 8, generator=g) for n in (5, 7, 7))
+    mask = torch.ones(2, 1, 1, 7, dtype=torch.bool)
+    mask[0, ..., 5:] = False  # padded keys of the first sample
+    ours = _attention_with_dropout(q, k, v, mask, 1e-9)  # p rounds to 0 of 65536: every weight kept
+    torch.testing.assert_close(ours, F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+
+
+# ------------------------------------------------------------------------------------------------ optimiser
+@pytest.mark.parametrize("precision,fused", [("32-true", True), ("bf16-mixed", True), ("16-mixed", False)])
+def test_adamw_is_fused_except_under_a_gradient_scaler(precision, fused):
+    from actlab.config.schema import OptimizerConfig, SchedulerConfig
+    from actlab.training.module import ACTLightningModule
+    from tests.test_policy import make_policy
+
+    module = ACTLightningModule(make_policy(("top",)), OptimizerConfig(), SchedulerConfig(), 10)
+    module.trainer = SimpleNamespace(precision=precision)
+    optimizer = module.configure_optimizers()["optimizer"]
+    assert optimizer.defaults["fused"] is (True if fused else None)
+    assert optimizer.defaults["foreach"] is (None if fused else True)
+
+
+def test_logged_gradient_norm_is_the_norm_before_clipping(tmp_path, state_dataset):
+    # gradient_clip_val is tiny, so every step clips: a norm taken after clipping would be that value.
+    run_dir = run(tmp_path, state_dataset, "trainer.gradient_clip_val=1e-6", "trainer.log_every_n_steps=1")
+    norms = [float(r["train/grad_norm"]) for r in read_metrics(run_dir) if r.get("train/grad_norm")]
+    assert len(norms) == 2 and all(n > 1e-3 for n in norms)
+
+
+def test_gradient_norm_is_logged_without_clipping(tmp_path, state_dataset):
+    run_dir = run(tmp_path, state_dataset, "trainer.gradient_clip_val=0", "trainer.log_every_n_steps=1")
+    assert len([r for r in read_metrics(run_dir) if r.get("train/grad_norm")]) == 2
+
+
+# ------------------------------------------------------------------------------------------------ compile
+@pytest.mark.slow
+def test_compiled_training_keeps_the_weights_names_and_learns(tmp_path, state_dataset):
+    run_dir = run(tmp_path, state_dataset, "trainer.compile=true", "trainer.log_every_n_steps=1", steps=3)
+    losses = [float(r["train/loss"]) for r in read_metrics(run_dir) if r.get("train/loss")]
+    assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
+    from actlab.policy import ACTPolicy
+
+    # The folder loads strictly into an uncompiled policy: no `_orig_mod.` in the names.
+    policy = ACTPolicy.from_pretrained(Path(run_dir) / "checkpoints" / "final")
+    assert any(k.startswith("model.encoder.") for k in policy.state_dict())
+
+
+def test_compile_without_a_cpu_compiler_is_one_line(monkeypatch):
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    trainer = SimpleNamespace(accelerator="cpu", compile=True, get=lambda key: key == "compile")
+    with pytest.raises(ActlabError, match=r"trainer.compile=true compiles C\+\+ kernels for the CPU but no C\+\+"):
+        check_hardware(trainer)
+
+
+# ------------------------------------------------------------------------------------------------ precision
+@pytest.fixture
+def cpu(monkeypatch):
+    """A CPU with or without native bf16 (`cpu(True)`), and the warn-once cache cleared."""
+    devices.warn_emulated_bf16.cache_clear()
+
+    def set_native(native: bool) -> None:
+        monkeypatch.setattr(devices, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"} if native else {"avx2"}))
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+    yield set_native
+    devices.warn_emulated_bf16.cache_clear()
+
+
+@pytest.mark.parametrize("native,expected", [(True, "bf16-mixed"), (False, "32-true")])
+def test_auto_training_precision_follows_the_cpu(cpu, native, expected):
+    cpu(native)
+    assert train_module.training_precision("auto", "cpu") == expected
+    assert train_module.training_precision("auto", "auto") == expected
+
+
+@pytest.mark.parametrize("native,expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_inference_precision_follows_the_cpu(cpu, native, expected):
+    cpu(native)
+    assert resolve_precision("auto", torch.device("cpu")) == expected
+
+
+def test_explicit_bf16_on_a_cpu_without_it_warns_once_with_the_reason(cpu, caplog):
+    cpu(False)
+    with caplog.at_level(logging.WARNING, logger="actlab"):
+        for _ in range(3):
+            assert train_module.training_precision("bf16-mixed", "cpu") == "bf16-mixed"
+            assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2  # one per setting, however often it is asked for
+    assert all("emulated there, measured 4-32x slower than fp32" in w for w in warnings)
+    assert "trainer.precision=bf16-mixed" in warnings[0] and "policy.precision=bf16" in warnings[1]
+
+
+def test_bf16_on_a_cpu_with_it_does_not_warn(cpu, caplog):
+    cpu(True)
+    with caplog.at_level(logging.WARNING, logger="actlab"):
+        train_module.training_precision("bf16-mixed", "cpu")
+        resolve_precision("bf16", torch.device("cpu"))
+    assert not caplog.records
+
+
+def test_unknown_inference_precision_is_one_line():
+    with pytest.raises(ActlabError, match=r"policy.precision='fp8' is not one of \['auto', 'fp32', 'bf16'\]"):
+        resolve_precision("fp8", torch.device("cpu"))
