@@ -84,7 +84,8 @@ def cpu_dropout(x: Tensor, p: float) -> Tensor:
     n = x.numel()
     bits = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
     keep = bits.view(torch.int16)[:n].view(x.shape) >= round(p * 65536) - 32768
-    return x * (keep.to(x.dtype) * (1.0 / (1.0 - p)))
+    # The scale is a Python float: in bf16 the tensor 1/0.9 would round to 1.109, a 0.16 % bias per layer.
+    return torch.where(keep, x * (1.0 / (1.0 - p)), 0.0)
 
 
 def _attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> Tensor:
