@@ -189,3 +189,15 @@ def test_multi_gpu_trains_with_every_visible_gpu(tmp_path, dataset):
                     "dataset.num_workers=0", f"hydra.run.dir={tmp_path}/run")  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "run" / "checkpoints" / "final").is_dir()
+
+
+@pytest.mark.parametrize("storage", ["memory", "sqlite"])
+def test_a_sweep_in_which_every_trial_fails_ends_with_one_line(tmp_path, dataset, storage):
+    extra = [f"hydra.sweeper.storage=sqlite:///{tmp_path}/optuna.db"] if storage == "sqlite" else []
+    done = train_py(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=2", f"dataset.root={dataset}", *TINY,
+                    "trainer.max_steps=2", "trainer.val_check_interval=5", *extra)  # fmt: skip
+    assert done.returncode == 2
+    output = done.stdout + done.stderr
+    assert output.count("Failed experiment: optimized_metric=val/loss but trainer.val_check_interval=5") == 2
+    assert "error: no trial of the sweep completed; each one's error is above" in output
+    assert "Traceback" not in output
