@@ -49,6 +49,19 @@ def describe_cpu() -> str:
     return f"{name}, {torch.get_num_threads()} threads, {capability} kernels, {bf16}"
 
 
+def bf16_is_native(device_type: str) -> bool:
+    """Whether a `cuda` or `cpu` device runs bf16 natively (what the `auto` precisions choose by)."""
+    if device_type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device_type == "cpu" and cpu_has_native_bf16()
+
+
+def check_bf16(setting: str, device_type: str) -> None:
+    """An explicit bf16 `setting` on a CPU that emulates it warns (once)."""
+    if device_type == "cpu" and not cpu_has_native_bf16():
+        warn_emulated_bf16(setting)
+
+
 @functools.cache
 def warn_emulated_bf16(setting: str) -> None:
     """Once per setting: bf16 asked for on a CPU that emulates it."""

@@ -39,16 +39,14 @@ SETTINGS = ("auto", *PRECISIONS)  # policy.precision: auto picks bf16 where the 
 def resolve_precision(precision: str, device: torch.device) -> str:
     """`auto`: bf16 on a CUDA device with bf16 or a CPU with native bf16 instructions, else fp32. An
     explicit bf16 on a CPU that emulates it warns once (actlab.devices)."""
-    from actlab.devices import cpu_has_native_bf16, warn_emulated_bf16
+    from actlab.devices import bf16_is_native, check_bf16
 
     if precision not in SETTINGS:
         raise ActlabError(f"policy.precision={precision!r} is not one of {list(SETTINGS)}")
     if precision == "auto":
-        if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-        return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
-    if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-        warn_emulated_bf16("policy.precision=bf16")
+        return "bf16" if bf16_is_native(device.type) else "fp32"
+    if precision == "bf16":
+        check_bf16("policy.precision=bf16", device.type)
     return precision
 
 

@@ -28,7 +28,7 @@ from actlab.config.compose import check_config, check_hardware
 from actlab.data.datamodule import ACTDataModule
 from actlab.data.formats import dataset_config
 from actlab.data.store import EpisodeStore
-from actlab.devices import cpu_has_native_bf16, warn_emulated_bf16
+from actlab.devices import bf16_is_native, check_bf16
 from actlab.errors import ActlabError
 from actlab.eval.rollouts import check_compatible, evaluate_policy
 from actlab.io import remove_stale
@@ -361,12 +361,11 @@ def training_precision(precision: str, accelerator: str) -> str:
     """`trainer.precision=auto`: bf16-mixed on a GPU with bf16 or a CPU with native bf16 instructions,
     16-mixed on an older GPU, 32-true otherwise. An explicit bf16 on a CPU that emulates it warns once."""
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    device = "cuda" if on_gpu else "cpu"
     if precision == "auto":
-        if on_gpu:
-            return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-        return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
-    if str(precision).startswith("bf16") and not on_gpu and not cpu_has_native_bf16():
-        warn_emulated_bf16(f"trainer.precision={precision}")
+        return "bf16-mixed" if bf16_is_native(device) else ("16-mixed" if on_gpu else "32-true")
+    if str(precision).startswith("bf16"):
+        check_bf16(f"trainer.precision={precision}", device)
     return precision
 
 
