@@ -79,21 +79,39 @@ def hidden_entries(checkpoints: Path) -> set[str]:
         return set()
 
 
+def published_steps(checkpoints: Path) -> set[str]:
+    try:
+        return {name for name in os.listdir(checkpoints) if name.startswith("step_")}
+    except FileNotFoundError:
+        return set()
+
+
 def wait_and_kill(process: subprocess.Popen, checkpoints: Path, mode: str, rng: random.Random, horizon: float) -> bool:
     """Kills `process` at a random time within `horizon` seconds (mode "random") or 0-20 ms into its n-th
-    checkpoint save, n random in 1..7 (mode "save"); returns whether it was still running when killed."""
+    checkpoint save, n random in 1..7 (mode "save"); returns whether it was still running when killed.
+
+    A save the 0.5 ms poll never saw in progress (a loaded machine) is still counted once its `step_N/`
+    appears, and a random kill comes at the latest right after the launch's 7th save, so every kill lands
+    while the run has 7 saves left, however fast it goes."""
     deadline = time.monotonic() + rng.uniform(0.0, horizon)
     saves_to_skip, saving = rng.randint(0, 6), False
+    at_launch = counted = published_steps(checkpoints)
     while process.poll() is None:
-        if mode == "random" and time.monotonic() >= deadline:
+        if mode == "random" and (time.monotonic() >= deadline or len(published_steps(checkpoints) - at_launch) >= 7):
             break
         if mode == "save":
             now_saving = any(".tmp-" in name for name in hidden_entries(checkpoints))
-            if now_saving and not saving:
+            steps = published_steps(checkpoints)
+            started = now_saving and not saving
+            missed = not now_saving and not saving and bool(steps - counted)  # written between two polls
+            if started or missed:
                 if saves_to_skip == 0:
-                    time.sleep(rng.uniform(0.0, 0.02))
+                    if started:
+                        time.sleep(rng.uniform(0.0, 0.02))
                     break
                 saves_to_skip -= 1
+            if not now_saving:
+                counted = steps
             saving = now_saving
         time.sleep(0.0005)
     if process.poll() is not None:
