@@ -71,6 +71,8 @@ def check_formats(cfg: DictConfig) -> None:
         raise ActlabError(f"dataset.format={cfg.dataset.format!r} is not one of {sorted(FORMATS)}")
     if cfg.env.type != "none" and cfg.env.type not in ENVS:
         raise ActlabError(f"env.type={cfg.env.type!r} is not one of {['none', *sorted(ENVS)]}")
+    if cfg.env.type != "none":
+        ENVS[cfg.env.type].check_config(cfg.env)
 
 
 def check_hardware(trainer: DictConfig) -> None:

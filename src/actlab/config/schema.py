@@ -105,7 +105,7 @@ class DatasetConfig:
 @dataclass
 class EnvConfig:
     name: str = MISSING
-    type: str = "none"  # none | robosuite
+    type: str = "none"  # none | robosuite | aloha
     task: str | None = None
     robot: str = "Panda"
     control_freq: int = 20

@@ -32,9 +32,20 @@ def _lift_expert() -> Callable:
     return LiftExpert()
 
 
-# robosuite task -> scripted expert (a callable on the simulator's raw observation)
+def _aloha_expert(task: str) -> Callable[[], Callable]:
+    def make() -> Callable:
+        from actlab.sim.aloha_expert import AlohaExpert
+
+        return AlohaExpert(task)
+
+    return make
+
+
+# env.task -> scripted expert (a callable on the simulator's raw observation, with a `reset()` per episode)
 EXPERTS: dict[str, Callable[[], Callable]] = {
     "Lift": _lift_expert,
+    "transfer_cube": _aloha_expert("transfer_cube"),
+    "insertion": _aloha_expert("insertion"),
 }
 HOLD_STEPS = 10  # frames recorded after success, so the policy learns to keep holding the object
 
@@ -102,7 +113,9 @@ def record_episode(env: SimEnv, expert, cfg: DemoCollectionConfig, seed: int, rn
         action = np.asarray(expert(env.raw), dtype=np.float32)
         frames.append({**obs, "action": action})
         executed = action + rng.normal(0.0, cfg.action_noise, action.shape) if cfg.action_noise else action
-        obs, _, success = env.step(np.clip(executed, -1.0, 1.0))
+        if env.action_limits is not None:
+            executed = np.clip(executed, *env.action_limits)
+        obs, _, success = env.step(executed)
         if success and hold is None:
             hold = HOLD_STEPS
         if hold is not None:

@@ -14,12 +14,14 @@ import numpy as np
 from actlab.config.schema import EnvConfig
 from actlab.errors import ActlabError
 from actlab.policy.config import ACTION, OBS_ENV_STATE, OBS_IMAGES, OBS_STATE, PolicyFeature
+from actlab.sim.aloha import AlohaEnv
 
 
 class SimEnv(Protocol):
     features: dict[str, PolicyFeature]  # what observations and actions look like
     fps: float
     raw: dict[str, Any]  # the simulator's own last observation (for scripted experts)
+    action_limits: tuple[float, float] | None  # the range executed demonstration actions are clipped to, if any
 
     def reset(self, seed: int) -> dict[str, np.ndarray]: ...
 
@@ -58,9 +60,14 @@ def import_robosuite(render: bool):
 
 
 class RobosuiteEnv:
-    def __init__(self, cfg: EnvConfig, video: bool = False):
+    @staticmethod
+    def check_config(cfg: EnvConfig) -> None:
+        """What can be checked without building the simulator (also when the config is composed)."""
         if not cfg.task:
             raise ActlabError("env.task is required for a robosuite env (e.g. Lift)")
+
+    def __init__(self, cfg: EnvConfig, video: bool = False):
+        self.check_config(cfg)
         if video and not cfg.video_camera:
             raise ActlabError("videos need env.video_camera (e.g. agentview)")
         self.cfg = cfg
@@ -94,6 +101,7 @@ class RobosuiteEnv:
         finally:
             np.random.set_state(numpy_state)
         self.fps = float(cfg.control_freq)
+        self.action_limits = (-1.0, 1.0)  # the controller's normalised input range
         self.features = self._features(self.raw)
 
     def _features(self, raw: dict[str, Any]) -> dict[str, PolicyFeature]:
@@ -147,8 +155,11 @@ class RobosuiteEnv:
         self.env.close()
 
 
+# env.type -> adapter class: `Adapter(cfg, video=...)` builds the simulator, `Adapter.check_config(cfg)` checks
+# the env group without building it.
 ENVS: dict[str, Callable[..., SimEnv]] = {
     "robosuite": RobosuiteEnv,
+    "aloha": AlohaEnv,
 }
 
 
