@@ -155,6 +155,53 @@ def test_frozen_backbone_is_left_out_of_the_optimiser_and_unchanged(encoder):
     assert not torch.equal(policy.model.encoder_img_fusion.proj.weight, before["model.encoder_img_fusion.proj.weight"])
 
 
+# ------------------------------------------------------------------------------------------ normalisation
+def test_group_norm_trunk_normalises_trains_and_round_trips(tmp_path):
+    policy = make_policy({"name": "resnet18", "pretrained": None, "norm": "group_norm"}, cameras=("top",))
+    trunk = list(policy.model.backbone.modules())
+    assert not any(isinstance(m, FrozenBatchNorm2d) for m in trunk)
+    norms = [m for m in trunk if isinstance(m, torch.nn.GroupNorm)]
+    assert len(norms) == 20 and all(m.num_channels == 16 * m.num_groups for m in norms)  # resnet18's 20 norms
+    before = one_optimizer_step(policy)
+    changed = {n for n, p in policy.named_parameters() if not torch.equal(p, before[n])}
+    assert "model.backbone.bn1.weight" in changed and "model.backbone.layer4.1.bn2.bias" in changed
+    policy.eval().save_pretrained(tmp_path / "policy")
+    loaded = ACTPolicy.from_pretrained(tmp_path / "policy")
+    assert loaded.config.encoder["norm"] == "group_norm"
+    obs = random_obs(policy.config.input_features, 2)
+    assert torch.equal(policy.predict_action_chunk(obs), loaded.predict_action_chunk(obs))
+
+
+@pytest.mark.parametrize(
+    "encoder,message",
+    [
+        ({"name": "resnet18", "pretrained": None, "norm": "batch"}, r"^encoder.norm='batch' is not one of"),
+        (
+            {"name": "resnet18", "pretrained": "imagenet", "norm": "group_norm"},
+            r"^encoder.norm=group_norm is for a trunk trained from scratch; with encoder.pretrained=imagenet use "
+            r"encoder.norm=frozen_batch_norm \(or set encoder.pretrained=null\)$",
+        ),
+    ],
+)
+def test_bad_norm_fails_with_one_line(encoder, message):
+    with pytest.raises(ActlabError, match=message):
+        build_backbone(encoder, load_weights=False)
+
+
+def test_dilating_a_basic_block_resnet_fails_with_one_line(tmp_path):
+    with pytest.raises(
+        ActlabError, match=r"^encoder.replace_final_stride_with_dilation=true needs a ResNet of depth 50"
+    ):
+        compose_train(["encoder.replace_final_stride_with_dilation=true"], tmp_path)
+    dilated = build_backbone({"name": "pri3d", "pretrained": None, "replace_final_stride_with_dilation": True}, False)
+    assert dilated(torch.zeros(1, 3, 64, 64)).shape[-2:] == (4, 4)  # stride 16 instead of 32
+
+
+def test_group_norm_is_checked_when_the_config_is_composed(tmp_path):
+    with pytest.raises(ActlabError, match="encoder.norm=group_norm is for a trunk trained from scratch"):
+        compose_train(["encoder.norm=group_norm", "encoder.pretrained=imagenet"], tmp_path)
+
+
 # ------------------------------------------------------------------------------------------ weight files
 def fake_pri3d_checkpoint(path: Path, depth: int = 18) -> torchvision.models.ResNet:
     """A checkpoint as Pri3D writes it: the trunk under backbone.encoder., plus decoder and 3-D head keys."""

@@ -187,6 +187,26 @@ def test_augmentation_is_off_by_default_and_deterministic(tmp_path):
     assert torch.equal(a["observation.state"], plain["observation.state"])  # only images change
 
 
+def test_random_shift_translates_each_sample_by_at_most_the_pad():
+    g = torch.Generator().manual_seed(0)
+    image = torch.zeros(2, 3, 24, 24, dtype=torch.uint8)  # (n_obs, 3, H, W): one sample with history
+    image[:, :, 10, 12] = 255  # one white pixel, far from the edges
+    augment = ImageAugment(
+        AugmentConfig(
+            enabled=True, crop_scale=[1.0, 1.0], shift=4, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0
+        ),
+        ["observation.images.a"],
+    )
+    moves = set()
+    for _ in range(40):
+        out = augment({"observation.images.a": image[None].clone()}, g)["observation.images.a"][0]
+        assert out.shape == image.shape and int(out.sum()) == 2 * 3 * 255  # moved, not resampled
+        (rows, cols) = (out[0, 0] == 255).nonzero(as_tuple=True)
+        assert torch.equal(out[0], out[1])  # every observation step of a sample moves alike
+        moves.add((int(rows[0]) - 10, int(cols[0]) - 12))
+    assert all(abs(dy) <= 4 and abs(dx) <= 4 for dy, dx in moves) and len(moves) > 20
+
+
 def test_dataset_of_state_and_camera_keys_from_lerobot_writer_png(tmp_path):
     root = write_lerobot_dataset(tmp_path / "png", episodes=2, frames=4, cameras=("a",), video=False)
     store = load(tmp_path, root, "parquet")

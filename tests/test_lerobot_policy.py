@@ -244,6 +244,11 @@ def tiny_config(cameras=("top",), state=True, env=True, encoder=None, **override
             "train with encoder=resnet18",
         ),
         (
+            lambda: tiny_config(encoder={"name": "resnet18", "pretrained": None, "norm": "group_norm"}),
+            "cannot export encoder.norm='group_norm': LeRobot's ACT backbone uses frozen batch norm; train with "
+            "encoder.norm=frozen_batch_norm",
+        ),
+        (
             lambda: tiny_config(encoder={"name": "resnet18", "pretrained": None, "fuse": "gated"}),
             "cannot export encoder.fuse='gated': LeRobot's ACT gives every camera one token per feature-map cell; "
             "train with encoder.fuse=none",
@@ -268,7 +273,7 @@ def tiny_config(cameras=("top",), state=True, env=True, encoder=None, **override
             "observation.environment_state as well",
         ),
     ],
-    ids=["clip", "pri3d", "fuse", "n_obs_steps", "l2", "no_state", "state_only"],
+    ids=["clip", "pri3d", "group_norm", "fuse", "n_obs_steps", "l2", "no_state", "state_only"],
 )
 def test_what_lerobot_cannot_represent_is_refused_with_one_line(config, message):
     with pytest.raises(ActlabError) as e:

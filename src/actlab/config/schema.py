@@ -52,6 +52,7 @@ class EncoderConfig:
     model_name: str | None = None  # clip: open_clip model (default ViT-B-32)
     depth: int | None = None  # pri3d: ResNet depth, 50 (default) or 18/34/101
     replace_final_stride_with_dilation: bool = False  # resnets: layer4 at stride 16 instead of 32
+    norm: str = "frozen_batch_norm"  # resnets: frozen_batch_norm (LeRobot's) | group_norm (random init only)
 
 
 @dataclass
@@ -71,6 +72,7 @@ class AugmentConfig:
 
     enabled: bool = False
     crop_scale: list[float] = field(default_factory=lambda: [0.85, 1.0])  # crop area fraction, resized back
+    shift: int = 0  # random shift (DrQ): pad by this many edge pixels, crop back to the image size
     brightness: float = 0.2  # factor drawn from [1 - b, 1 + b]
     contrast: float = 0.2
     saturation: float = 0.2

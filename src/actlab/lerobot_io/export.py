@@ -42,6 +42,12 @@ def check_exportable(config: ACTPolicyConfig) -> None:
             f"cannot export encoder.name={encoder!r}: LeRobot's ACT is exported with its resnet18 backbone only; "
             "train with encoder=resnet18"
         )
+    norm = config.encoder.get("norm") or "frozen_batch_norm"
+    if norm != "frozen_batch_norm":
+        raise ActlabError(
+            f"cannot export encoder.norm={norm!r}: LeRobot's ACT backbone uses frozen batch norm; "
+            "train with encoder.norm=frozen_batch_norm"
+        )
     fuse = config.encoder.get("fuse") or "none"
     if fuse != "none":
         raise ActlabError(

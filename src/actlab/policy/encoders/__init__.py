@@ -21,7 +21,7 @@ from torch import nn
 
 from actlab.errors import ActlabError
 from actlab.policy.encoders.clip import build_clip
-from actlab.policy.encoders.resnet import build_pri3d, build_resnet18
+from actlab.policy.encoders.resnet import build_pri3d, build_resnet18, check_dilation, check_norm
 
 FUSE_MODES = ("none", "mean", "concat_mlp", "gated")
 
@@ -40,6 +40,9 @@ def check_encoder(cfg: dict[str, Any]) -> None:
     fuse = cfg.get("fuse") or "none"
     if fuse not in FUSE_MODES:
         raise ActlabError(f"encoder.fuse={fuse!r} is not one of {list(FUSE_MODES)}")
+    if name in ("resnet18", "pri3d"):
+        check_norm(cfg)
+        check_dilation(cfg, 18 if name == "resnet18" else cfg.get("depth") or 50)
 
 
 def build_backbone(cfg: dict[str, Any], load_weights: bool = True) -> nn.Module:

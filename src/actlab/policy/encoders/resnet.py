@@ -1,4 +1,8 @@
-"""torchvision ResNets with frozen BatchNorm: `resnet18` (LeRobot's ACT backbone) and `pri3d`.
+"""torchvision ResNets: `resnet18` (LeRobot's ACT backbone) and `pri3d`.
+
+Normalisation (`encoder.norm`): `frozen_batch_norm` (LeRobot's and DETR's choice, right for pretrained
+weights, but at random init it is the identity, so the trunk has no normalisation at all) or `group_norm`
+(16 channels per group, as robomimic and Diffusion Policy use for trunks trained from scratch).
 
 The module keeps torchvision's parameter names under `model.backbone`, as LeRobot does, so resnet18
 weights move between the two unchanged. Pri3D (Hou et al., 2021) pretrains a ResNet on 3-D scenes; its
@@ -14,7 +18,7 @@ from urllib.parse import urlparse
 
 import torch
 import torchvision
-from torch import Tensor
+from torch import Tensor, nn
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.ops.misc import FrozenBatchNorm2d
 
@@ -57,10 +61,44 @@ def load_imagenet_state_dict(arch: str, weights: str | None) -> dict[str, Tensor
         raise ActlabError(missing_weights(what, f"at {cached}", enum.url, why, copy_to=cached)) from None
 
 
-def resnet_trunk(arch: str, dilation: bool = False) -> torchvision.models.ResNet:
+NORMS = ("frozen_batch_norm", "group_norm")
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(channels // 16, channels)
+
+
+def resnet_trunk(arch: str, dilation: bool = False, norm: str = "frozen_batch_norm") -> torchvision.models.ResNet:
     return getattr(torchvision.models, arch)(
-        weights=None, replace_stride_with_dilation=[False, False, dilation], norm_layer=FrozenBatchNorm2d
+        weights=None,
+        replace_stride_with_dilation=[False, False, dilation],
+        norm_layer=group_norm if norm == "group_norm" else FrozenBatchNorm2d,
     )
+
+
+def check_dilation(cfg: dict[str, Any], depth: int) -> bool:
+    """`encoder.replace_final_stride_with_dilation`: torchvision dilates bottleneck blocks only (depth >= 50)."""
+    dilation = bool(cfg.get("replace_final_stride_with_dilation"))
+    if dilation and depth < 50:
+        raise ActlabError(
+            f"encoder.replace_final_stride_with_dilation=true needs a ResNet of depth 50 or more (torchvision "
+            f"cannot dilate the basic blocks of resnet{depth}); set it to false"
+        )
+    return dilation
+
+
+def check_norm(cfg: dict[str, Any]) -> str:
+    """`encoder.norm`; group norm only for a trunk trained from scratch (pretrained weights carry batch-norm
+    statistics that group norm would throw away)."""
+    norm = cfg.get("norm") or "frozen_batch_norm"
+    if norm not in NORMS:
+        raise ActlabError(f"encoder.norm={norm!r} is not one of {list(NORMS)}")
+    if norm == "group_norm" and cfg.get("pretrained"):
+        raise ActlabError(
+            f"encoder.norm=group_norm is for a trunk trained from scratch; with encoder.pretrained="
+            f"{cfg.get('pretrained')} use encoder.norm=frozen_batch_norm (or set encoder.pretrained=null)"
+        )
+    return norm
 
 
 def features(net: torchvision.models.ResNet, image_stats: tuple | None) -> ResNetFeatures:
@@ -73,7 +111,7 @@ def features(net: torchvision.models.ResNet, image_stats: tuple | None) -> ResNe
 def build_resnet18(cfg: dict[str, Any], load_weights: bool) -> ResNetFeatures:
     """LeRobot's ACT backbone. ImageNet weights expect ImageNet-normalised inputs (LeRobot's
     `use_imagenet_stats`); a randomly initialised one uses the dataset's image statistics."""
-    net = resnet_trunk("resnet18", bool(cfg.get("replace_final_stride_with_dilation")))
+    net = resnet_trunk("resnet18", check_dilation(cfg, 18), check_norm(cfg))
     pretrained = cfg.get("pretrained")
     if pretrained not in (None, "imagenet"):
         raise ActlabError(f"encoder.pretrained={pretrained!r}; expected 'imagenet' or null")
@@ -105,7 +143,7 @@ def build_pri3d(cfg: dict[str, Any], load_weights: bool) -> ResNetFeatures:
     depth = cfg.get("depth") or 50
     if depth not in PRI3D_DEPTHS:
         raise ActlabError(f"encoder.depth={depth}; expected one of {list(PRI3D_DEPTHS)}")
-    net = resnet_trunk(f"resnet{depth}", bool(cfg.get("replace_final_stride_with_dilation")))
+    net = resnet_trunk(f"resnet{depth}", check_dilation(cfg, depth), check_norm(cfg))
     pretrained = cfg.get("pretrained")
     if pretrained not in (None, "pri3d"):
         raise ActlabError(f"encoder.pretrained={pretrained!r}; expected 'pri3d' (with encoder.weights) or null")
