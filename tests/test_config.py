@@ -22,7 +22,7 @@ def test_groups_have_the_documented_options():
         "hardware": ["auto", "cpu", "ddp_cpu", "gpu", "multi_gpu"],
         "hparams_search": ["optuna"],
         "logger": ["csv", "none", "tensorboard", "wandb"],
-        "experiment": ["quickstart"],
+        "experiment": ["quickstart", "quickstart_image"],
     }.items():
         assert set(options) <= set(GROUPS[group]), group
 

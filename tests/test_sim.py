@@ -52,10 +52,10 @@ def test_lift_adapter_speaks_the_batch_convention():
         env.close()
 
 
-def quickstart(tmp_path: Path, *overrides: str) -> Path:
+def quickstart(tmp_path: Path, *overrides: str, experiment: str = "quickstart") -> Path:
     cfg = compose_train(
         [
-            "experiment=quickstart",
+            f"experiment={experiment}",
             "dataset.collect.episodes=2",
             "trainer.max_steps=4",
             "checkpoint.save_freq=2",
@@ -98,20 +98,21 @@ def test_quickstart_collects_trains_and_evaluates(tmp_path):
     assert (datasets[0] / "meta" / "info.json").stat().st_mtime_ns == mtime
 
 
-def test_image_policy_from_rendered_demonstrations(tmp_path):
-    run_dir = quickstart(
-        tmp_path,
-        "env.cameras=[agentview,robot0_eye_in_hand]",
-        "env.image_size=[32,32]",
-        "encoder.pretrained=null",
-        "env.final_eval_episodes=1",
-    )
+def test_image_quickstart_trains_from_cameras_without_the_cube_pose(tmp_path):
+    run_dir = quickstart(tmp_path, "env.image_size=[32,32]", "env.final_eval_episodes=1", experiment="quickstart_image")
     policy = ACTPolicy.from_pretrained(run_dir / "checkpoints" / "final")
-    assert list(policy.config.image_features) == [
+    assert set(policy.config.input_features) == {
+        "observation.state",
         "observation.images.agentview",
         "observation.images.robot0_eye_in_hand",
-    ]
-    assert list((tmp_path / "data").glob("lift_agentview-robot0_eye_in_hand_32x32_2ep_*/videos"))
+    }
+    assert policy.config.input_features["observation.images.agentview"].shape == (3, 32, 32)
+    (dataset,) = (tmp_path / "data").glob("lift_agentview-robot0_eye_in_hand_32x32_2ep_*")
+    info = json.loads((dataset / "meta" / "info.json").read_text())
+    assert "observation.environment_state" not in info["features"]
+    # stored losslessly: trained on exactly the pixels the rollouts render
+    assert info["features"]["observation.images.agentview"]["dtype"] == "image" and not (dataset / "videos").exists()
+    assert policy.config.encoder["norm"] == "group_norm" and policy.config.encoder["pretrained"] is None
 
 
 def test_without_a_final_evaluation_the_last_rollouts_are_the_sweepers_metric(tmp_path):

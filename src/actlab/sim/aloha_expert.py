@@ -156,6 +156,16 @@ def transfer_cube_waypoints(objects: np.ndarray, start: list[Waypoint]) -> tuple
     return left, right
 
 
+def picked_up(grip: np.ndarray, orientation: np.ndarray) -> list[Waypoint]:
+    """Insertion's grasp, the same for both arms: above the object, down around it, close, hold."""
+    return [
+        Waypoint(90, grip + [0.0, 0.0, 0.08], orientation, OPEN),
+        Waypoint(130, grip, orientation, OPEN),
+        Waypoint(155, grip, orientation, CLOSED),
+        Waypoint(170, grip, orientation, CLOSED),
+    ]
+
+
 def insertion_waypoints(objects: np.ndarray, start: list[Waypoint]) -> tuple[list[Waypoint], list[Waypoint]]:
     """The left arm picks the socket, the right arm the peg, each 3 cm out from its centre; both lift them to
     the middle of the table, the socket's mouth facing the peg along x, and the right arm pushes the peg in
@@ -177,19 +187,13 @@ def insertion_waypoints(objects: np.ndarray, start: list[Waypoint]) -> tuple[lis
     left0, right0 = start
     left = [
         left0,
-        Waypoint(90, socket_grip + [0.0, 0.0, 0.08], grip_socket, OPEN),  # above the socket
-        Waypoint(130, socket_grip, grip_socket, OPEN),
-        Waypoint(155, socket_grip, grip_socket, CLOSED),  # grasp
-        Waypoint(170, socket_grip, grip_socket, CLOSED),
+        *picked_up(socket_grip, grip_socket),
         Waypoint(240, socket_at, grip_socket, CLOSED),  # lift, mouth towards the middle
         Waypoint(400, socket_at, grip_socket, CLOSED),
     ]
     right = [
         right0,
-        Waypoint(90, peg_grip + [0.0, 0.0, 0.08], grip_peg, OPEN),  # above the peg
-        Waypoint(130, peg_grip, grip_peg, OPEN),
-        Waypoint(155, peg_grip, grip_peg, CLOSED),  # grasp
-        Waypoint(170, peg_grip, grip_peg, CLOSED),
+        *picked_up(peg_grip, grip_peg),
         Waypoint(240, peg_before, grip_peg, CLOSED),  # lift, lined up with the socket
         Waypoint(270, peg_before, grip_peg, CLOSED),
         Waypoint(340, peg_in, grip_peg, CLOSED),  # in, until the pin
