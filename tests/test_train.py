@@ -301,8 +301,14 @@ def test_ctrl_c_on_the_command_line_exits_130_and_says_how_to_continue(tmp_path,
 
     args = [f"dataset.root={state_dataset}", "model=tiny", "dataset.batch_size=2", "trainer.max_steps=100000"]
     args += ["checkpoint.save_freq=2", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path}/run"]
+    # As from a terminal: a shell starts background jobs (`make test &`, nohup) with SIGINT ignored, and
+    # Python then never turns it into KeyboardInterrupt.
     process = subprocess.Popen(
-        [sys.executable, str(REPO / "train.py"), *args], cwd=tmp_path, stderr=subprocess.PIPE, text=True
+        [sys.executable, str(REPO / "train.py"), *args],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     while not (tmp_path / "run" / "checkpoints" / "last").is_dir():
         assert process.poll() is None, process.stderr.read()
