@@ -78,7 +78,15 @@ def test_optuna_study_in_sqlite_resumes_after_the_sweep_is_killed(tmp_path, data
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     deadline = time.monotonic() + 300
-    while not list(tmp_path.glob("multirun/*/*/1/checkpoints/final")):  # trial 1 done: kill during trial 2
+
+    def trials() -> int:  # the study's trials so far (its tables exist once the sweep has started)
+        try:
+            return len(optuna.load_study(study_name="resume", storage=storage).trials)
+        except Exception:  # noqa: BLE001 - not created yet
+            return 0
+
+    # trial 1 done and trial 2 started: kill during trial 2 (not between two trials)
+    while not (list(tmp_path.glob("multirun/*/*/1/checkpoints/final")) and trials() >= 3):
         assert first.poll() is None and time.monotonic() < deadline
         time.sleep(0.2)
     first.send_signal(signal.SIGKILL)
