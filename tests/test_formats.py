@@ -207,6 +207,11 @@ def test_random_shift_translates_each_sample_by_at_most_the_pad():
     assert all(abs(dy) <= 4 and abs(dx) <= 4 for dy, dx in moves) and len(moves) > 20
 
 
+def test_a_negative_shift_fails_with_one_line():
+    with pytest.raises(ActlabError, match=r"^dataset.augment.shift=-2: expected a whole number of pixels >= 0$"):
+        ImageAugment(AugmentConfig(enabled=True, shift=-2), ["observation.images.a"])
+
+
 def test_dataset_of_state_and_camera_keys_from_lerobot_writer_png(tmp_path):
     root = write_lerobot_dataset(tmp_path / "png", episodes=2, frames=4, cameras=("a",), video=False)
     store = load(tmp_path, root, "parquet")
