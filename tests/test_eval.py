@@ -185,3 +185,20 @@ def test_worker_processes_play_the_same_episodes(tmp_path, lift_checkpoint):
     assert [(e["seed"], e["length"], e["success"]) for e in a] == [(e["seed"], e["length"], e["success"]) for e in b]
     np.testing.assert_allclose([e["reward"] for e in a], [e["reward"] for e in b], atol=1e-3)
     assert two["num_workers"] == 2 and read_frames(out_two / "videos" / "episode_000.mp4").shape[0] == 11
+
+
+def test_a_worker_reports_errors_in_one_line_and_keeps_serving():
+    from actlab.sim.workers import start_workers
+
+    with pytest.raises(ActlabError, match="invalid literal for int"):
+        start_workers(2, "a test worker", int, "not a number")
+    (worker,) = start_workers(1, "a test worker", dict)
+    try:
+        worker.submit("pop", "missing")
+        with pytest.raises(ActlabError, match="^a test worker: 'missing'$"):
+            worker.result()
+        worker.submit("setdefault", "key", 3)
+        assert worker.result() == 3
+    finally:
+        worker.close()
+    assert not worker.process.is_alive()

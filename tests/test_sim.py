@@ -134,3 +134,38 @@ def test_in_training_evaluations_record_videos_and_log_them(tmp_path):
     events.Reload()
     assert {"eval/videos/episode_000", "eval/final_videos/episode_000"} <= set(events.Tags()["images"])
     assert [e.step for e in events.Images("eval/videos/episode_000")] == [2, 4]
+
+
+def test_recorder_processes_write_the_same_dataset_as_one_process(tmp_path):
+    import pandas as pd
+
+    from actlab.config.schema import DemoCollectionConfig
+    from actlab.sim.collect import ensure_demonstrations
+
+    env = EnvConfig(**LIFT, cameras=["agentview"], image_size=[16, 16])
+    roots = []
+    for workers in (1, 2):
+        collect = DemoCollectionConfig(episodes=3, action_noise=0.1, video=False, workers=workers)
+        roots.append(ensure_demonstrations(env, collect, tmp_path / f"data_{workers}"))
+    assert roots[0].name == roots[1].name  # the number of processes is not part of the dataset's identity
+    one, two = (pd.read_parquet(root / "data" / "chunk-000" / "file-000.parquet") for root in roots)
+    assert one["episode_index"].nunique() == 3 and len(one) == len(two)
+    for column in ("observation.state", "action", "episode_index", "frame_index"):
+        np.testing.assert_array_equal(np.stack(one[column]), np.stack(two[column]))
+    pixels = [[frame["bytes"] for frame in table["observation.images.agentview"]] for table in (one, two)]
+    assert pixels[0] == pixels[1]
+
+
+def test_training_evaluations_in_worker_processes_match_in_process_ones(tmp_path):
+    from actlab.eval.rollouts import evaluate_policy
+
+    run_dir = quickstart(tmp_path, "env.eval_workers=2", "env.eval_freq=0", "env.final_eval_episodes=3")
+    final = json.loads((run_dir / "eval" / "final_metrics.json").read_text())
+    policy = ACTPolicy.from_pretrained(run_dir / "checkpoints" / "final")
+    env = make_env(EnvConfig(**{**LIFT, "max_steps": 30}))
+    try:
+        here = evaluate_policy(policy, env, 3, 30, final["seed"])
+    finally:
+        env.close()
+    assert final["success_rate"] == here["success_rate"] and final["avg_length"] == here["avg_length"]
+    assert final["avg_reward"] == pytest.approx(here["avg_reward"], rel=1e-4)

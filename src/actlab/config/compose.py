@@ -8,7 +8,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from actlab.config.schema import register_configs
 from actlab.errors import ActlabError
@@ -58,6 +58,7 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.policy.precision not in PRECISIONS:
         raise ActlabError(f"policy.precision={cfg.policy.precision!r} is not one of {list(PRECISIONS)}")
     check_formats(cfg)
+    check_workers(cfg)
     check_optimized_metric(cfg)
     if cfg.resume and cfg.get("init_from"):
         raise ActlabError("resume= continues a run with its own weights; init_from= starts a new one: pass one of them")
@@ -73,6 +74,13 @@ def check_formats(cfg: DictConfig) -> None:
         raise ActlabError(f"env.type={cfg.env.type!r} is not one of {['none', *sorted(ENVS)]}")
     if cfg.env.type != "none":
         ENVS[cfg.env.type].check_config(cfg.env)
+
+
+def check_workers(cfg: DictConfig) -> None:
+    for key in ("env.eval_workers", "dataset.collect.workers"):
+        count = OmegaConf.select(cfg, key)
+        if count is not None and (not isinstance(count, int) or count < 1):
+            raise ActlabError(f"{key}={count}: expected a number of simulator processes >= 1")
 
 
 def check_hardware(trainer: DictConfig) -> None:

@@ -64,6 +64,7 @@ class DemoCollectionConfig:
     max_steps: int = 200
     action_noise: float = 0.0  # std of Gaussian noise on executed actions (recorded actions stay clean)
     video: bool = True  # cameras stored as mp4 (LeRobot default) or png images
+    workers: int = 1  # simulator processes recording episodes (1 = in this process); same dataset for any count
 
 
 @dataclass
@@ -119,6 +120,7 @@ class EnvConfig:
     eval_freq: int = 0  # 0 = no evaluation during training
     eval_episodes: int = 10
     final_eval_episodes: int = 10
+    eval_workers: int = 1  # simulator processes for the training run's evaluations (1 = in the training process)
     max_steps: int = 400
     seed: int = 100_000  # evaluation episode i uses seed + i (demonstrations use other seeds)
     video_episodes: int = 0  # in-training evaluations record MP4s of their first N episodes (logged too)

@@ -11,9 +11,7 @@ differences between batch sizes). The first `videos` episodes are recorded as MP
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
 from dataclasses import asdict, dataclass
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from actlab.eval.video import VideoWriter, overlay
 from actlab.policy import ACTPolicy
 from actlab.policy.selection import ActionSelector
 from actlab.sim.envs import SimEnv, make_env
+from actlab.sim.workers import Worker, start_workers
 
 Observation = dict[str, np.ndarray]
 
@@ -111,71 +110,14 @@ class LocalRunner:
         self.runner.finish()  # the env belongs to the caller
 
 
-class WorkerRunner:
-    """An EpisodeRunner in a worker process, driven over a pipe: `submit` returns at once, so every
-    worker steps its simulator at the same time; `result` waits for the answer."""
-
-    def __init__(self, env_cfg: DictConfig, video: bool):
-        context = mp.get_context("spawn")  # a fresh interpreter: no forked torch threads or GL contexts
-        self.conn, child = context.Pipe()
-        config = OmegaConf.to_container(env_cfg, resolve=True) if OmegaConf.is_config(env_cfg) else asdict(env_cfg)
-        self.process = context.Process(target=_serve, args=(child, config, video), daemon=True)
-        self.process.start()
-        child.close()
-
-    def submit(self, method: str, *args: Any) -> None:
-        self.conn.send((method, args))
-
-    def result(self) -> Any:
-        try:
-            status, value = self.conn.recv()
-        except EOFError:
-            raise ActlabError(f"an evaluation worker process died (exit code {self.process.exitcode})") from None
-        if status == "error":
-            raise ActlabError(value)
-        return value
-
-    def close(self) -> None:
-        try:
-            self.conn.send(("close", ()))
-            self.conn.recv()
-        except (OSError, EOFError):
-            pass
-        self.process.join(timeout=30)
-        if self.process.is_alive():
-            self.process.kill()
+def _episode_runner(env_cfg: dict, video: bool) -> EpisodeRunner:
+    return EpisodeRunner(make_env(OmegaConf.create(env_cfg), video=video))
 
 
-def _serve(conn: Connection, env_cfg: dict, video: bool) -> None:
-    """A worker process: builds its simulator, then answers the parent's calls until `close`."""
-    torch.set_num_threads(1)
-    try:
-        runner = EpisodeRunner(make_env(OmegaConf.create(env_cfg), video=video))
-        conn.send(("ok", None))
-    except Exception as e:  # noqa: BLE001 - reported to the parent as one line
-        conn.send(("error", str(e)))
-        return
-    while True:
-        method, args = conn.recv()
-        try:
-            conn.send(("ok", getattr(runner, method)(*args)))
-        except Exception as e:  # noqa: BLE001 - reported to the parent as one line
-            conn.send(("error", f"evaluation worker: {e}"))
-        if method == "close":
-            return
-
-
-def make_runners(env_cfg: DictConfig, num_workers: int, video: bool) -> list[WorkerRunner]:
+def make_runners(env_cfg: DictConfig, num_workers: int, video: bool) -> list[Worker]:
     """`num_workers` worker processes, each with its own simulator (built in parallel)."""
-    runners = [WorkerRunner(env_cfg, video) for _ in range(num_workers)]
-    try:
-        for runner in runners:
-            runner.result()  # the simulator was built, or its error
-    except ActlabError:
-        for runner in runners:
-            runner.close()
-        raise
-    return runners
+    config = OmegaConf.to_container(env_cfg, resolve=True) if OmegaConf.is_config(env_cfg) else asdict(env_cfg)
+    return start_workers(num_workers, "an evaluation worker", _episode_runner, config, video)
 
 
 def to_batch(obs: Observation, device: torch.device | str) -> dict[str, torch.Tensor]:
@@ -306,17 +248,20 @@ def evaluate_policy(
     seed: int,
     video_dir: Path | None = None,
     videos: int = 0,
+    workers: int = 1,
 ) -> dict[str, float]:
-    """Episodes in `env`, in this process (the training run's evaluations). Returns success_rate,
-    avg_reward (summed per episode) and avg_length; the global numpy generator is restored afterwards,
-    so evaluating does not perturb training."""
+    """Episodes in `env` (the training run's evaluations): in this process, or with `workers` > 1 in that
+    many worker processes, each with a simulator built from `env.cfg`. Returns success_rate, avg_reward
+    (summed per episode) and avg_length; the global numpy generator is restored afterwards, so evaluating
+    does not perturb training."""
     check_compatible(policy, env.features)
     numpy_state = np.random.get_state()
-    runner = LocalRunner(env)
+    runners = [LocalRunner(env)] if workers <= 1 else make_runners(env.cfg, min(workers, episodes), videos > 0)
     try:
-        results = run_episodes(policy, [runner], episodes, max_steps, seed, video_dir, videos, progress=False)
+        results = run_episodes(policy, runners, episodes, max_steps, seed, video_dir, videos, progress=False)
     finally:
-        runner.close()
+        for runner in runners:
+            runner.close()
         np.random.set_state(numpy_state)
     summary = summarize(results)
     return {k: summary[k] for k in ("success_rate", "avg_reward", "avg_length")}

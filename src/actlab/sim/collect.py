@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -21,6 +22,7 @@ from actlab.config.schema import DemoCollectionConfig, EnvConfig
 from actlab.errors import ActlabError
 from actlab.lerobot_io.writer import lerobot_writer
 from actlab.sim.envs import SimEnv, make_env
+from actlab.sim.workers import start_workers
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +55,10 @@ HOLD_STEPS = 10  # frames recorded after success, so the policy learns to keep h
 def demonstrations_dirname(env: EnvConfig, collect: DemoCollectionConfig) -> str:
     cams = "-".join(env.cameras) + f"_{env.image_size[0]}x{env.image_size[1]}" if env.cameras else "state"
     settings = {"env": _plain(env), "collect": _plain(collect)}
-    for key in ("eval_freq", "eval_episodes", "final_eval_episodes", "seed", "name"):
+    for key in ("eval_freq", "eval_episodes", "final_eval_episodes", "eval_workers", "seed", "name"):
         settings["env"].pop(key, None)
+    settings["collect"].pop("workers", None)  # the same dataset whatever the number of recorders
+    settings["noise"] = "per_seed"  # executed-action noise drawn per seed (before: one stream over all episodes)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     return f"{env.task.lower()}_{cams}_{collect.episodes}ep_{digest}"
 
@@ -71,25 +75,46 @@ def ensure_demonstrations(env_cfg: EnvConfig, collect: DemoCollectionConfig, dat
         return root
     env = make_env(env_cfg)
     try:
-        collect_demonstrations(env, EXPERTS[env_cfg.task](), collect, root, env_cfg.task, env_cfg.robot)
+        if collect.workers > 1:
+            config = _plain(env_cfg), _plain(collect)
+            recorders = start_workers(collect.workers, "a demonstration worker", _recorder, *config)
+        else:
+            recorders = [_LocalRecorder(Recorder(env, EXPERTS[env_cfg.task](), collect))]
+        try:
+            collect_demonstrations(env, recorders, collect, root, env_cfg.task, env_cfg.robot)
+        finally:
+            for recorder in recorders:
+                recorder.close()
     finally:
         env.close()
     return root
 
 
 def collect_demonstrations(
-    env: SimEnv, expert: Callable, cfg: DemoCollectionConfig, root: Path, task: str, robot_type: str | None = None
+    env: SimEnv, recorders: list, cfg: DemoCollectionConfig, root: Path, task: str, robot_type: str | None = None
 ) -> None:
-    rng = np.random.default_rng(cfg.seed)
-    seed, saved, failed = cfg.seed, 0, 0
+    """Records episodes from seeds cfg.seed, cfg.seed + 1, ... on the recorders (each runs the next seed
+    when it is free) and writes the successful ones in seed order, so the dataset is the same whatever the
+    number of recorders: the first `cfg.episodes` seeds the expert succeeds from."""
+    next_seed, saved, failed = cfg.seed, 0, 0
+    pending: deque = deque()  # (seed, recorder) in seed order
+
+    def submit(recorder) -> None:
+        nonlocal next_seed
+        recorder.submit("record", next_seed)
+        pending.append(recorder)
+        next_seed += 1
+
     log.info(f"Collecting {cfg.episodes} scripted {task} demonstrations into {root}")
     with (
         lerobot_writer(root, env.features, env.fps, cfg.video, f"actlab/{root.name}", robot_type) as write_episode,
         tqdm(total=cfg.episodes, desc="demonstrations") as bar,
     ):
+        for recorder in recorders[: cfg.episodes]:
+            submit(recorder)
         while saved < cfg.episodes:
-            frames = record_episode(env, expert, cfg, seed, rng)
-            seed += 1
+            recorder = pending.popleft()
+            frames = recorder.result()
             if frames is None:
                 failed += 1
                 if failed > max(10, cfg.episodes):
@@ -97,11 +122,49 @@ def collect_demonstrations(
                         f"the scripted {task} expert failed {failed} episodes; lower "
                         "dataset.collect.action_noise or raise dataset.collect.max_steps"
                     )
-                continue
-            write_episode(frames, task)
-            saved += 1
-            bar.update()
+            else:
+                write_episode(frames, task)
+                saved += 1
+                bar.update()
+            if saved + len(pending) < cfg.episodes:
+                submit(recorder)
     log.info(f"Demonstrations: {saved} episodes saved ({failed} failed attempts discarded)")
+
+
+class Recorder:
+    """A simulator and its scripted expert: `record(seed)` plays one demonstration."""
+
+    def __init__(self, env: SimEnv, expert: Callable, cfg: DemoCollectionConfig):
+        self.env, self.expert, self.cfg = env, expert, cfg
+
+    def record(self, seed: int) -> list[dict] | None:
+        # The executed actions' noise depends on the seed only, not on the episodes recorded before.
+        rng = np.random.default_rng([self.cfg.seed, seed])
+        return record_episode(self.env, self.expert, self.cfg, seed, rng)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class _LocalRecorder:
+    """A Recorder in this process, behind a worker's submit/result calls (its env belongs to the caller)."""
+
+    def __init__(self, recorder: Recorder):
+        self.recorder, self._result = recorder, None
+
+    def submit(self, method: str, *args) -> None:
+        self._result = getattr(self.recorder, method)(*args)
+
+    def result(self):
+        return self._result
+
+    def close(self) -> None:
+        pass
+
+
+def _recorder(env_cfg: dict, collect: dict) -> Recorder:
+    env_cfg, collect = OmegaConf.create(env_cfg), OmegaConf.create(collect)
+    return Recorder(make_env(env_cfg), EXPERTS[env_cfg.task](), collect)
 
 
 def record_episode(env: SimEnv, expert, cfg: DemoCollectionConfig, seed: int, rng: np.random.Generator):

@@ -18,6 +18,7 @@ from actlab.sim.aloha import AlohaEnv
 
 
 class SimEnv(Protocol):
+    cfg: EnvConfig  # what it was built from (worker processes build their own copy from it)
     features: dict[str, PolicyFeature]  # what observations and actions look like
     fps: float
     raw: dict[str, Any]  # the simulator's own last observation (for scripted experts)

@@ -143,8 +143,10 @@ class RolloutEvaluation(Callback):
         seed: int,
         videos: int = 0,
         video_dir: Path | None = None,
+        workers: int = 1,
     ):
         self.env = env
+        self.workers = workers
         self.eval_freq = eval_freq
         self.episodes = episodes
         self.max_steps = max_steps
@@ -161,7 +163,7 @@ class RolloutEvaluation(Callback):
             return
         video_dir = self.video_dir / f"step_{step}" if self.videos and self.video_dir else None
         metrics = evaluate_policy(
-            pl_module.policy, self.env, self.episodes, self.max_steps, self.seed, video_dir, self.videos
+            pl_module.policy, self.env, self.episodes, self.max_steps, self.seed, video_dir, self.videos, self.workers
         )
         pl_module.log_dict({f"eval/{k}": v for k, v in metrics.items()}, batch_size=1)
         _write(format_eval(metrics, f"step {step}", self.episodes))

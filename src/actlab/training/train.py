@@ -279,7 +279,9 @@ def fit_and_evaluate(
         e = cfg.env
         video_dir = output_dir / "eval" / "videos"
         callbacks.append(
-            RolloutEvaluation(env, e.eval_freq, e.eval_episodes, e.max_steps, e.seed, e.video_episodes, video_dir)
+            RolloutEvaluation(
+                env, e.eval_freq, e.eval_episodes, e.max_steps, e.seed, e.video_episodes, video_dir, e.eval_workers
+            )
         )
     callbacks += [checkpoints, RNGState()]
     if cfg.trainer.enable_progress_bar:
@@ -319,7 +321,9 @@ def fit_and_evaluate(
     if env is not None and cfg.env.final_eval_episodes > 0:
         e = cfg.env
         video_dir = output_dir / "eval" / "videos" / "final"
-        final = evaluate_policy(policy, env, e.final_eval_episodes, e.max_steps, e.seed, video_dir, e.video_episodes)
+        final = evaluate_policy(
+            policy, env, e.final_eval_episodes, e.max_steps, e.seed, video_dir, e.video_episodes, e.eval_workers
+        )
         log.info(format_eval(final, "final policy", cfg.env.final_eval_episodes))
         if e.video_episodes:
             log_videos(
