@@ -197,6 +197,38 @@ def test_dilating_a_basic_block_resnet_fails_with_one_line(tmp_path):
     assert dilated(torch.zeros(1, 3, 64, 64)).shape[-2:] == (4, 4)  # stride 16 instead of 32
 
 
+def test_a_layer3_trunk_gives_stride_16_tokens_trains_and_round_trips(tmp_path):
+    encoder = {"name": "resnet18", "pretrained": None, "norm": "group_norm", "feature_layer": "layer3"}
+    backbone = build_backbone(encoder, load_weights=False)
+    assert backbone(torch.zeros(1, 3, 64, 64)).shape == (1, 256, 4, 4) and backbone.out_channels == 256
+    assert not any(name.startswith("layer4.") for name in backbone.state_dict())  # not built, not saved
+    policy = make_policy(encoder, cameras=("top",))
+    before = one_optimizer_step(policy)
+    assert not torch.equal(policy.model.backbone.layer3[1].conv2.weight, before["model.backbone.layer3.1.conv2.weight"])
+    policy.eval().save_pretrained(tmp_path / "policy")
+    loaded = ACTPolicy.from_pretrained(tmp_path / "policy")
+    obs = random_obs(policy.config.input_features, 2)
+    assert torch.equal(policy.predict_action_chunk(obs), loaded.predict_action_chunk(obs))
+    pri3d = build_backbone({"name": "pri3d", "pretrained": None, "feature_layer": "layer3"}, load_weights=False)
+    assert pri3d(torch.zeros(1, 3, 64, 64)).shape == (1, 1024, 4, 4) and pri3d.out_channels == 1024
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["encoder.feature_layer=layer2"], r"^encoder.feature_layer='layer2' is not one of \['layer4', 'layer3'\]$"),
+        (
+            ["encoder=pri3d", "encoder.pretrained=null", "encoder.feature_layer=layer3",
+             "encoder.replace_final_stride_with_dilation=true"],
+            r"^encoder.replace_final_stride_with_dilation=true dilates layer4, which encoder.feature_layer=layer3",
+        ),
+    ],
+)  # fmt: skip
+def test_a_bad_feature_layer_fails_with_one_line_when_composed(tmp_path, overrides, message):
+    with pytest.raises(ActlabError, match=message):
+        compose_train(overrides, tmp_path)
+
+
 def test_group_norm_is_checked_when_the_config_is_composed(tmp_path):
     with pytest.raises(ActlabError, match="encoder.norm=group_norm is for a trunk trained from scratch"):
         compose_train(["encoder.norm=group_norm", "encoder.pretrained=imagenet"], tmp_path)

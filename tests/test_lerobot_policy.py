@@ -249,6 +249,11 @@ def tiny_config(cameras=("top",), state=True, env=True, encoder=None, **override
             "encoder.norm=frozen_batch_norm",
         ),
         (
+            lambda: tiny_config(encoder={"name": "resnet18", "pretrained": None, "feature_layer": "layer3"}),
+            "cannot export encoder.feature_layer='layer3': LeRobot's ACT backbone ends at layer4; train with "
+            "encoder.feature_layer=layer4",
+        ),
+        (
             lambda: tiny_config(encoder={"name": "resnet18", "pretrained": None, "fuse": "gated"}),
             "cannot export encoder.fuse='gated': LeRobot's ACT gives every camera one token per feature-map cell; "
             "train with encoder.fuse=none",
@@ -273,7 +278,7 @@ def tiny_config(cameras=("top",), state=True, env=True, encoder=None, **override
             "observation.environment_state as well",
         ),
     ],
-    ids=["clip", "pri3d", "group_norm", "fuse", "n_obs_steps", "l2", "no_state", "state_only"],
+    ids=["clip", "pri3d", "group_norm", "layer3", "fuse", "n_obs_steps", "l2", "no_state", "state_only"],
 )
 def test_what_lerobot_cannot_represent_is_refused_with_one_line(config, message):
     with pytest.raises(ActlabError) as e:

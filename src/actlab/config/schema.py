@@ -53,6 +53,7 @@ class EncoderConfig:
     depth: int | None = None  # pri3d: ResNet depth, 50 (default) or 18/34/101
     replace_final_stride_with_dilation: bool = False  # resnets: layer4 at stride 16 instead of 32
     norm: str = "frozen_batch_norm"  # resnets: frozen_batch_norm (LeRobot's) | group_norm (random init only)
+    feature_layer: str = "layer4"  # resnets: layer4 (stride 32, LeRobot's) | layer3 (stride 16, the trunk's first 3/4)
 
 
 @dataclass

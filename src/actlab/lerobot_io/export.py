@@ -48,6 +48,12 @@ def check_exportable(config: ACTPolicyConfig) -> None:
             f"cannot export encoder.norm={norm!r}: LeRobot's ACT backbone uses frozen batch norm; "
             "train with encoder.norm=frozen_batch_norm"
         )
+    layer = config.encoder.get("feature_layer") or "layer4"
+    if layer != "layer4":
+        raise ActlabError(
+            f"cannot export encoder.feature_layer={layer!r}: LeRobot's ACT backbone ends at layer4; "
+            "train with encoder.feature_layer=layer4"
+        )
     fuse = config.encoder.get("fuse") or "none"
     if fuse != "none":
         raise ActlabError(

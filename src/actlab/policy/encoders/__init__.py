@@ -21,7 +21,13 @@ from torch import nn
 
 from actlab.errors import ActlabError
 from actlab.policy.encoders.clip import build_clip
-from actlab.policy.encoders.resnet import build_pri3d, build_resnet18, check_dilation, check_norm
+from actlab.policy.encoders.resnet import (
+    build_pri3d,
+    build_resnet18,
+    check_dilation,
+    check_feature_layer,
+    check_norm,
+)
 
 FUSE_MODES = ("none", "mean", "concat_mlp", "gated")
 
@@ -43,6 +49,7 @@ def check_encoder(cfg: dict[str, Any]) -> None:
     if name in ("resnet18", "pri3d"):
         check_norm(cfg)
         check_dilation(cfg, 18 if name == "resnet18" else cfg.get("depth") or 50)
+        check_feature_layer(cfg)
 
 
 def build_backbone(cfg: dict[str, Any], load_weights: bool = True) -> nn.Module:

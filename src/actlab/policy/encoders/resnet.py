@@ -32,7 +32,8 @@ PRI3D_DEPTHS = (18, 34, 50, 101)
 
 
 class ResNetFeatures(IntermediateLayerGetter):
-    """ResNet trunk up to layer4: `forward` gives the layer4 feature map, `embed` its spatial mean."""
+    """ResNet trunk up to its feature layer (layer4, or layer3): `forward` gives that feature map, `embed`
+    its spatial mean. Layers after the feature layer are not built into the module (nor its state dict)."""
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
         return super().forward(x)["feature_map"]
@@ -101,9 +102,27 @@ def check_norm(cfg: dict[str, Any]) -> str:
     return norm
 
 
-def features(net: torchvision.models.ResNet, image_stats: tuple | None) -> ResNetFeatures:
-    backbone = ResNetFeatures(net, return_layers={"layer4": "feature_map"})
-    backbone.out_channels = backbone.embed_dim = net.fc.in_features
+FEATURE_LAYERS = ("layer4", "layer3")
+
+
+def check_feature_layer(cfg: dict[str, Any]) -> str:
+    """`encoder.feature_layer`: layer4 (stride 32, LeRobot's) or layer3 (stride 16: a 64x64 image gives 4x4
+    tokens instead of 2x2, from a quarter of the trunk's parameters)."""
+    layer = cfg.get("feature_layer") or "layer4"
+    if layer not in FEATURE_LAYERS:
+        raise ActlabError(f"encoder.feature_layer={layer!r} is not one of {list(FEATURE_LAYERS)}")
+    if layer == "layer3" and cfg.get("replace_final_stride_with_dilation"):
+        raise ActlabError(
+            "encoder.replace_final_stride_with_dilation=true dilates layer4, which encoder.feature_layer=layer3 "
+            "leaves out; set one of them back"
+        )
+    return layer
+
+
+def features(net: torchvision.models.ResNet, image_stats: tuple | None, layer: str = "layer4") -> ResNetFeatures:
+    backbone = ResNetFeatures(net, return_layers={layer: "feature_map"})
+    channels = net.fc.in_features  # layer4's; every stage halves the channels of the next
+    backbone.out_channels = backbone.embed_dim = channels if layer == "layer4" else channels // 2
     backbone.image_stats = image_stats
     return backbone
 
@@ -117,7 +136,7 @@ def build_resnet18(cfg: dict[str, Any], load_weights: bool) -> ResNetFeatures:
         raise ActlabError(f"encoder.pretrained={pretrained!r}; expected 'imagenet' or null")
     if load_weights and pretrained:
         load_trunk(net, load_imagenet_state_dict("resnet18", cfg.get("weights")), cfg.get("weights"), "resnet18")
-    return features(net, IMAGENET_STATS if pretrained else None)
+    return features(net, IMAGENET_STATS if pretrained else None, check_feature_layer(cfg))
 
 
 def load_trunk(net: torchvision.models.ResNet, state: Any, source: str | None, arch: str) -> None:
@@ -149,7 +168,7 @@ def build_pri3d(cfg: dict[str, Any], load_weights: bool) -> ResNetFeatures:
         raise ActlabError(f"encoder.pretrained={pretrained!r}; expected 'pri3d' (with encoder.weights) or null")
     if load_weights and pretrained:
         load_pri3d_checkpoint(net, cfg.get("weights"), depth)
-    return features(net, IMAGENET_STATS)
+    return features(net, IMAGENET_STATS, check_feature_layer(cfg))
 
 
 def load_pri3d_checkpoint(net: torchvision.models.ResNet, weights: str | None, depth: int) -> None:
