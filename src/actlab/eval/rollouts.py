@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +24,7 @@ from actlab.eval.video import VideoWriter, overlay
 from actlab.policy import ACTPolicy
 from actlab.policy.selection import ActionSelector
 from actlab.sim.envs import SimEnv, make_env
-from actlab.sim.workers import Worker, start_workers
+from actlab.sim.workers import InProcess, Worker, start_workers
 
 Observation = dict[str, np.ndarray]
 
@@ -93,21 +92,14 @@ class EpisodeRunner:
         self.env.close()
 
 
-class LocalRunner:
+class LocalRunner(InProcess):
     """An EpisodeRunner in this process, behind the same submit/result calls as a worker."""
 
     def __init__(self, env: SimEnv):
-        self.runner = EpisodeRunner(env)
-        self._result: Any = None
-
-    def submit(self, method: str, *args: Any) -> None:
-        self._result = getattr(self.runner, method)(*args)
-
-    def result(self) -> Any:
-        return self._result
+        super().__init__(EpisodeRunner(env))
 
     def close(self) -> None:
-        self.runner.finish()  # the env belongs to the caller
+        self.target.finish()  # the env belongs to the caller
 
 
 def _episode_runner(env_cfg: dict, video: bool) -> EpisodeRunner:

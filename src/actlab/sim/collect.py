@@ -22,7 +22,7 @@ from actlab.config.schema import DemoCollectionConfig, EnvConfig
 from actlab.errors import ActlabError
 from actlab.lerobot_io.writer import lerobot_writer
 from actlab.sim.envs import SimEnv, make_env
-from actlab.sim.workers import start_workers
+from actlab.sim.workers import InProcess, start_workers
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def ensure_demonstrations(env_cfg: EnvConfig, collect: DemoCollectionConfig, dat
             config = _plain(env_cfg), _plain(collect)
             recorders = start_workers(collect.workers, "a demonstration worker", _recorder, *config)
         else:
-            recorders = [_LocalRecorder(Recorder(env, EXPERTS[env_cfg.task](), collect))]
+            recorders = [InProcess(Recorder(env, EXPERTS[env_cfg.task](), collect))]  # env closed below
         try:
             collect_demonstrations(env, recorders, collect, root, env_cfg.task, env_cfg.robot)
         finally:
@@ -97,7 +97,7 @@ def collect_demonstrations(
     when it is free) and writes the successful ones in seed order, so the dataset is the same whatever the
     number of recorders: the first `cfg.episodes` seeds the expert succeeds from."""
     next_seed, saved, failed = cfg.seed, 0, 0
-    pending: deque = deque()  # (seed, recorder) in seed order
+    pending: deque = deque()  # the recorders of the episodes in flight, in seed order
 
     def submit(recorder) -> None:
         nonlocal next_seed
@@ -144,22 +144,6 @@ class Recorder:
 
     def close(self) -> None:
         self.env.close()
-
-
-class _LocalRecorder:
-    """A Recorder in this process, behind a worker's submit/result calls (its env belongs to the caller)."""
-
-    def __init__(self, recorder: Recorder):
-        self.recorder, self._result = recorder, None
-
-    def submit(self, method: str, *args) -> None:
-        self._result = getattr(self.recorder, method)(*args)
-
-    def result(self):
-        return self._result
-
-    def close(self) -> None:
-        pass
 
 
 def _recorder(env_cfg: dict, collect: dict) -> Recorder:

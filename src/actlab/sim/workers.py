@@ -51,6 +51,22 @@ class Worker:
             self.process.kill()
 
 
+class InProcess:
+    """An object in this process behind a worker's submit/result calls (its `close` is the caller's business)."""
+
+    def __init__(self, target: Any):
+        self.target, self._result = target, None
+
+    def submit(self, method: str, *args: Any) -> None:
+        self._result = getattr(self.target, method)(*args)
+
+    def result(self) -> Any:
+        return self._result
+
+    def close(self) -> None:
+        pass
+
+
 def start_workers(count: int, what: str, build: Callable[..., Any], *args: Any) -> list[Worker]:
     """`count` workers, each with its own `build(*args)` (built in parallel); all stopped if one fails."""
     workers = [Worker(what, build, *args) for _ in range(count)]
