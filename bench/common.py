@@ -16,8 +16,8 @@ def write_image_dataset(
     """A LeRobot v3.0 dataset of random frames, written with LeRobot's own writer (once)."""
     if (root / "meta" / "info.json").is_file():
         return root
+    from actlab.features import PolicyFeature
     from actlab.lerobot_io.writer import lerobot_writer
-    from actlab.policy.config import PolicyFeature
 
     rng = np.random.default_rng(0)
     features = {

@@ -45,8 +45,8 @@ def untrained_policy(features: dict):
 
 def throughput(env_cfg, workers: int) -> tuple[float, float]:
     """(episodes/s, start-up seconds) of EPISODES episodes with `workers` simulator processes (0 = in-process)."""
-    from actlab.eval.rollouts import LocalRunner, make_runners, run_episodes
     from actlab.sim.envs import make_env
+    from actlab.sim.runner import LocalRunner, make_runners, run_episodes
 
     started = time.perf_counter()
     env = make_env(env_cfg) if workers == 0 else None

@@ -24,7 +24,7 @@ STATE_DIM = ACTION_DIM = 14
 
 def baseline_policies(n_cameras: int, hw: tuple[int, int]):
     """actlab's ACTPolicy (model=baseline architecture) and LeRobot's with the same weights."""
-    from actlab.lerobot_io.export import to_lerobot
+    from actlab.export.lerobot import to_lerobot
     from actlab.policy import ACTPolicy, ACTPolicyConfig, PolicyFeature
 
     cameras = [f"observation.images.cam{i}" for i in range(n_cameras)]

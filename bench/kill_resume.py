@@ -123,8 +123,8 @@ def wait_and_kill(process: subprocess.Popen, checkpoints: Path, mode: str, rng: 
 
 def check_checkpoints(checkpoints: Path) -> list[str]:
     """Every visible checkpoint folder loads; returns the problems found."""
+    from actlab.config.policy import ACTPolicyConfig
     from actlab.policy import ACTPolicy
-    from actlab.policy.config import ACTPolicyConfig
 
     problems = []
     for folder in sorted(p for p in checkpoints.iterdir() if p.is_dir() and not p.name.startswith(".")):

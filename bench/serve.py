@@ -65,7 +65,7 @@ def start_server(folder: Path) -> tuple[subprocess.Popen, int]:
 def round_trip(folder: Path, policy) -> list[list[str]]:
     """p50 ms of in-process predict_action_chunk and of the server's round trip, interleaved in rounds."""
     from actlab.deploy.client import PolicyClient
-    from actlab.deploy.protocol import observation_batch
+    from actlab.features import to_policy_batch
 
     obs = robot_observation()
     process, port = start_server(folder)
@@ -74,11 +74,11 @@ def round_trip(folder: Path, policy) -> list[list[str]]:
         with PolicyClient(f"ws://127.0.0.1:{port}") as client:
             for _ in range(5):
                 client.infer(obs)
-                policy.predict_action_chunk(observation_batch(obs, policy.config.input_features))
+                policy.predict_action_chunk(to_policy_batch(obs, policy.config.input_features))
             for _ in range(ROUNDS):
                 for _ in range(CALLS):
                     started = time.perf_counter()
-                    policy.predict_action_chunk(observation_batch(obs, policy.config.input_features))
+                    policy.predict_action_chunk(to_policy_batch(obs, policy.config.input_features))
                     local.append(time.perf_counter() - started)
                 for _ in range(CALLS):
                     started = time.perf_counter()
@@ -117,7 +117,8 @@ class StillRobot:
 
 
 def loop_jitter(policy, threshold: float, seconds: float = 10.0) -> dict[str, float]:
-    from actlab.deploy.loop import ControlLoop, LocalPolicy
+    from actlab.deploy.loop import ControlLoop
+    from actlab.deploy.policies import LocalPolicy
 
     options = dict(frequency=50.0, refill_threshold=threshold, merge="latest", ensemble_coeff=0.01, clip=True,
                    clip_margin=0.05, max_latency=0.5, on_timeout="hold", dry_run=False, device="cpu")  # fmt: skip

@@ -47,7 +47,7 @@ def compose(root: Path, overrides: list[str], out: Path):
 def actlab_batches(root: Path, steps: int) -> list[dict[str, torch.Tensor]]:
     """The first `steps` training batches of an actlab run with the bench's seed (its step-indexed stream)."""
     from actlab.data.datamodule import ACTDataModule
-    from actlab.data.formats import dataset_config
+    from actlab.sim.collect import dataset_config
 
     cfg = compose(root, [], Path(tempfile.mkdtemp(prefix="actlab-bench-run-")))
     dm = ACTDataModule(dataset_config(cfg), cfg.paths.cache_dir, cfg.model.chunk_size, cfg.seed)

@@ -13,8 +13,8 @@ import pytest
 from omegaconf import DictConfig
 
 from actlab.config.compose import compose_train as compose
+from actlab.features import PolicyFeature
 from actlab.lerobot_io.writer import lerobot_writer
-from actlab.policy.config import PolicyFeature
 
 os.environ.setdefault("SVT_LOG", "1")  # quiet AV1 encoder banners
 

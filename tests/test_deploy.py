@@ -21,13 +21,14 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from actlab.deploy.chunks import ChunkPlan
 from actlab.deploy.client import PolicyClient, ServerError
-from actlab.deploy.loop import ControlLoop, LocalPolicy, clip_bounds
+from actlab.deploy.loop import ControlLoop, clip_bounds
+from actlab.deploy.policies import LocalPolicy
 from actlab.deploy.protocol import ProtocolError, packb, unpackb
 from actlab.deploy.server import PolicyServer
 from actlab.errors import ActlabError
 from actlab.policy import ACTPolicy, ACTPolicyConfig, PolicyFeature
+from actlab.policy.selection import ActionPlan
 
 FEATURES = {
     "observation.state": PolicyFeature("STATE", (6,)),
@@ -259,24 +260,27 @@ def test_actlab_serve_warms_up_answers_and_stops_on_sigterm(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------- chunks
-def test_chunk_plan_drops_late_actions_and_merges_overlaps():
-    plan = ChunkPlan(n_action_steps=4, threshold=0.5, merge="average")
-    assert plan.wants_chunk(0)
-    assert plan.add(np.arange(8, dtype=np.float32)[:, None], observed_at=0, now=1) == 1  # tick 0 passed
-    assert not plan.wants_chunk(1) and plan.remaining(1) == 3
-    assert plan.pop(1)[0] == 1.0
-    assert not plan.wants_chunk(2) and plan.pop(2)[0] == 2.0  # 2 of 4 left: not yet below half
-    assert plan.wants_chunk(3)  # 1 left
-    plan.add(np.full((8, 1), 10, np.float32), observed_at=3, now=3)
-    assert plan.pop(3)[0] == pytest.approx((3 + 10) / 2) and plan.pop(5)[0] == 10.0 and plan.pop(7) is None
-    latest = ChunkPlan(4, 0.5, "latest")
-    latest.add(np.zeros((4, 1), np.float32), 0, 0)
-    latest.add(np.ones((4, 1), np.float32), 1, 1)
-    assert latest.pop(1)[0] == 1.0
-    ensemble = ChunkPlan(4, 0.5, "ensemble", coeff=0.5)
-    ensemble.add(np.zeros((4, 1), np.float32), 0, 0)
-    ensemble.add(np.ones((4, 1), np.float32), 1, 1)
-    assert ensemble.pop(1)[0] == pytest.approx(np.exp(-0.5) / (1 + np.exp(-0.5)))  # oldest weighs 1
+def test_action_plan_drops_late_actions_and_merges_overlaps():
+    def chunk(values) -> torch.Tensor:  # a (1, T, 1) chunk
+        return torch.as_tensor(np.asarray(values, np.float32)).reshape(1, -1, 1)
+
+    plan = ActionPlan(horizon=4, merge="average")
+    assert plan.remaining(0) == 0
+    assert plan.add(chunk(np.arange(8)), observed_at=0, now=1) == 1  # tick 0 passed
+    assert plan.remaining(1) == 3
+    assert plan.pop(1).item() == 1.0
+    assert plan.remaining(2) == 2 and plan.pop(2).item() == 2.0
+    assert plan.remaining(3) == 1
+    plan.add(chunk(np.full(8, 10)), observed_at=3, now=3)
+    assert plan.pop(3).item() == pytest.approx((3 + 10) / 2) and plan.pop(5).item() == 10.0 and plan.pop(7) is None
+    latest = ActionPlan(4, "latest")
+    latest.add(chunk(np.zeros(4)), 0, 0)
+    latest.add(chunk(np.ones(4)), 1, 1)
+    assert latest.pop(1).item() == 1.0
+    ensemble = ActionPlan(4, "ensemble", coeff=0.5)
+    ensemble.add(chunk(np.zeros(4)), 0, 0)
+    ensemble.add(chunk(np.ones(4)), 1, 1)
+    assert ensemble.pop(1).item() == pytest.approx(np.exp(-0.5) / (1 + np.exp(-0.5)))  # oldest weighs 1
 
 
 def test_clip_bounds_widen_the_data_range():
@@ -423,7 +427,7 @@ def test_the_loop_at_20_hz_in_lift_plays_actlab_evals_episodes_in_process_and_th
     tmp_path, lift_checkpoint
 ):
     from actlab.config.compose import compose_eval
-    from actlab.deploy.loop import deploy
+    from actlab.deploy.cli import deploy
     from actlab.eval.cli import evaluate
 
     common = [f"checkpoint={lift_checkpoint}", "env.max_steps=15"]

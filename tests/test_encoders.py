@@ -15,8 +15,8 @@ import torchvision
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from actlab.errors import ActlabError
+from actlab.features import OBSERVATION_IS_PAD
 from actlab.policy import ACTPolicy, ACTPolicyConfig
-from actlab.policy.config import OBSERVATION_IS_PAD
 from actlab.policy.encoders import build_backbone
 from actlab.policy.encoders.clip import CLIP_STATS
 from actlab.policy.encoders.resnet import IMAGENET_STATS

@@ -16,7 +16,7 @@ from actlab.config.compose import compose_eval
 from actlab.data.datamodule import split_episodes
 from actlab.errors import ActlabError
 from actlab.eval.cli import evaluate
-from actlab.eval.video import read_frames
+from actlab.sim.video import read_frames
 from actlab.training.train import train
 from tests.conftest import FAST, REPO, compose_train, write_lerobot_dataset
 

@@ -16,9 +16,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from actlab.errors import ActlabError
-from actlab.lerobot_io.export import check_exportable, export_policy, main, push_to_hub, random_observations
-from actlab.lerobot_io.imports import identity_stats
+from actlab.export.lerobot import check_exportable, export_policy, main, push_to_hub, random_observations
 from actlab.policy import ACTPolicy, ACTPolicyConfig, PolicyFeature
+from actlab.policy.lerobot_folder import identity_stats
 from tests.conftest import FAST, REPO, compose_train, write_lerobot_dataset
 
 EXPORTED_FILES = {
@@ -307,7 +307,7 @@ def test_cli_refusal_is_one_line_with_exit_status_2(tmp_path):
     stats = {k: identity_stats(f) for k, f in {**config.input_features, **config.output_features}.items()}
     ACTPolicy(config, stats).save_pretrained(tmp_path / "history")
     result = subprocess.run(
-        [sys.executable, "-m", "actlab.lerobot_io.export", str(tmp_path / "history"), str(tmp_path / "out")],
+        [sys.executable, "-m", "actlab.export.lerobot", str(tmp_path / "history"), str(tmp_path / "out")],
         cwd=REPO,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
         capture_output=True,

@@ -57,7 +57,7 @@ def make_policy(cameras=("top", "wrist"), **overrides):
 
 def lerobot_twin(policy: ACTPolicy):
     """LeRobot's ACTPolicy with the same config and weights, and its processors with the same stats."""
-    from actlab.lerobot_io.export import to_lerobot
+    from actlab.export.lerobot import to_lerobot
 
     return to_lerobot(policy)
 
@@ -101,7 +101,7 @@ def test_state_dict_is_lerobots_model_keys_and_the_normaliser():
     """The weight names are LeRobot's, and the inference runtime's copies never enter the state dict."""
     from lerobot.policies.act.modeling_act import ACTPolicy as LeRobotACTPolicy
 
-    from actlab.lerobot_io.export import lerobot_config
+    from actlab.export.lerobot import lerobot_config
 
     policy = make_policy(("top", "wrist"))
     policy.configure_inference("bf16").predict_action_chunk(random_obs(policy.config.input_features, batch=1))
@@ -155,7 +155,7 @@ def test_select_action_pops_the_queue_then_replans():
         torch.testing.assert_close(actions[i], chunk[:, i])
     torch.testing.assert_close(actions[4], chunk[:, 0])  # a new chunk from the same observation
     policy.reset()
-    assert len(policy.selector.queue) == 0
+    assert len(policy.selector.actions) == 0
 
 
 def test_save_and_load_give_identical_actions(tmp_path):

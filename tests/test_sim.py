@@ -124,7 +124,7 @@ def test_without_a_final_evaluation_the_last_rollouts_are_the_sweepers_metric(tm
 def test_in_training_evaluations_record_videos_and_log_them(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from actlab.eval.video import read_frames
+    from actlab.sim.video import read_frames
 
     run_dir = quickstart(tmp_path, "env.video_episodes=1", "logger=tensorboard", "env.max_steps=10")
     videos = sorted(p.relative_to(run_dir / "eval" / "videos") for p in (run_dir / "eval" / "videos").rglob("*.mp4"))
@@ -157,15 +157,15 @@ def test_recorder_processes_write_the_same_dataset_as_one_process(tmp_path):
 
 
 def test_training_evaluations_in_worker_processes_match_in_process_ones(tmp_path):
-    from actlab.eval.rollouts import evaluate_policy
+    from actlab.sim.runner import SimRunner
 
     run_dir = quickstart(tmp_path, "env.eval_workers=2", "env.eval_freq=0", "env.final_eval_episodes=3")
     final = json.loads((run_dir / "eval" / "final_metrics.json").read_text())
     policy = ACTPolicy.from_pretrained(run_dir / "checkpoints" / "final")
-    env = make_env(EnvConfig(**{**LIFT, "max_steps": 30}))
+    runner = SimRunner(EnvConfig(**{**LIFT, "max_steps": 30}), 3, 30, final["seed"])
     try:
-        here = evaluate_policy(policy, env, 3, 30, final["seed"])
+        here = runner.run(policy)
     finally:
-        env.close()
+        runner.close()
     assert final["success_rate"] == here["success_rate"] and final["avg_length"] == here["avg_length"]
     assert final["avg_reward"] == pytest.approx(here["avg_reward"], rel=1e-4)

@@ -263,7 +263,7 @@ class RecordingEnv:
 def test_ctrl_c_during_training_closes_the_simulator_and_the_loggers(tmp_path, state_dataset, monkeypatch):
     import wandb
 
-    from actlab.policy.config import PolicyFeature
+    from actlab.features import PolicyFeature
     from actlab.training.module import ACTLightningModule
 
     env = RecordingEnv(

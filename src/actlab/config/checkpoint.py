@@ -15,13 +15,10 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig
 
+from actlab.config.policy import ACTArchitecture
 from actlab.config.schema import CheckpointRunConfig
-from actlab.errors import ActlabError
-from actlab.policy.config import ACTArchitecture, check_architecture
 
 RUN_GROUPS = ("model", "encoder", "dataset", "env", "policy")
 INFERENCE_KEYS = ("n_action_steps", "temporal_ensemble_coeff")  # the model keys a trained policy may change
@@ -70,49 +67,3 @@ def checkpoint_argument(argv: list[str]) -> str | None:
     except Exception:  # noqa: BLE001 - Hydra reports a malformed override itself
         return None
     return value if isinstance(value, str) else None
-
-
-def load_policy(cfg: DictConfig, device: str = "auto"):
-    """The checkpoint's policy on `device`, with `policy.precision`, `policy.compile` and the inference
-    model keys of `cfg` applied."""
-    from actlab.policy import ACTPolicy
-
-    folder = Path(cfg.checkpoint).expanduser()
-    if not folder.is_dir():
-        raise ActlabError(
-            f"checkpoint={cfg.checkpoint}: no such folder; expected a checkpoint folder (checkpoints/best, last, "
-            "final or step_N of a run) or a LeRobot ACT pretrained folder"
-        )
-    policy = ACTPolicy.from_pretrained(
-        folder, resolve_device(device), precision=cfg.policy.precision, compile=cfg.policy.compile
-    )
-    apply_inference_settings(policy, cfg.model)
-    return policy
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ActlabError(f"device={device!r}; expected auto, cpu or cuda")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ActlabError(f"device={device} but no CUDA GPU is visible here; use cpu")
-    return device
-
-
-def apply_inference_settings(policy, model: DictConfig) -> None:
-    """`model.n_action_steps` and `model.temporal_ensemble_coeff` change how the policy acts; any other
-    model key must be the checkpoint's (it would not fit the weights)."""
-    for f in fields(ACTArchitecture):
-        if f.name in INFERENCE_KEYS or f.name not in model:
-            continue
-        if model[f.name] != getattr(policy.config, f.name):
-            raise ActlabError(
-                f"model.{f.name}={model[f.name]} but the checkpoint's policy has {getattr(policy.config, f.name)}; "
-                f"only {', '.join('model.' + k for k in INFERENCE_KEYS)} can change at evaluation"
-            )
-    for key in INFERENCE_KEYS:
-        if key in model:
-            setattr(policy.config, key, model[key])
-    check_architecture(policy.config)
-    policy.reset()

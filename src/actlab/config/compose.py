@@ -49,7 +49,7 @@ def compose_eval(overrides: list[str], output_dir: str | Path, config_name: str 
 def check_config(cfg: DictConfig) -> None:
     """Rules across keys that a schema cannot express (e.g. temporal ensembling needs n_action_steps=1);
     `train.py` applies them as soon as Hydra has composed the config, before any data is read."""
-    from actlab.policy.config import check_architecture
+    from actlab.config.policy import check_architecture
     from actlab.policy.encoders import check_encoder
     from actlab.policy.runtime import SETTINGS as PRECISIONS
 

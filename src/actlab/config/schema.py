@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
-from actlab.policy.config import ACTArchitecture
+from actlab.config.policy import ACTArchitecture
 
 
 @dataclass

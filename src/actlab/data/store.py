@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from actlab.errors import ActlabError
-from actlab.policy.config import ACTION, PolicyFeature
+from actlab.features import ACTION, PolicyFeature
 
 Stats = dict[str, dict[str, np.ndarray]]
 

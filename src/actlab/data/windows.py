@@ -18,7 +18,7 @@ import torch.distributed as dist
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from actlab.data.store import EpisodeStore
-from actlab.policy.config import ACTION, ACTION_IS_PAD, OBSERVATION_IS_PAD
+from actlab.features import ACTION, ACTION_IS_PAD, OBSERVATION_IS_PAD
 
 Batch = dict[str, torch.Tensor]
 

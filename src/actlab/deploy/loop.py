@@ -1,139 +1,38 @@
-"""`actlab-deploy checkpoint=<folder> robot=<adapter> control.frequency=10` (or `python -m actlab.deploy`):
-the fixed-rate control loop.
+"""The fixed-rate control loop of `actlab-deploy` (the command: actlab.deploy.cli).
 
 Ticks are scheduled at absolute times (start + k / frequency), so lateness never accumulates into drift;
 a tick that starts after the next one was due counts as a missed deadline, and the ticks it overran are
 skipped rather than run in a burst. Each tick reads the robot's observation, takes the action planned for
-it (actlab.deploy.chunks), clips it to the range of the training data's actions (widened by
-`control.clip_margin` of that range on each side) and sends it, unless `control.dry_run`.
+it, clips it to the range of the training data's actions (widened by `control.clip_margin` of that range
+on each side) and sends it, unless `control.dry_run`.
 
-The policy runs in this process (the checkpoint's, on `control.device`) or on a policy server
-(`policy.server=ws://host:port`, actlab-serve): the same loop drives both. With `control.refill_threshold`
-above 0, chunks are computed on a background thread while the robot executes the previous one; a tick
-with no planned action (an underrun) repeats the last action, and when no fresh action has arrived for
-`control.max_latency` seconds the watchdog holds the last action (`control.on_timeout=hold`) or stops.
-
-At the end (or on Ctrl-C) it prints and writes `deploy/stats.json`: achieved frequency, tick jitter
-p50/p99, missed deadlines, inference latency p50/p99, underruns; with a simulator, `deploy/episodes.jsonl`.
+Which action a tick sends comes from actlab.policy.selection, as everywhere a policy acts:
+- `control.refill_threshold=0`: exactly `select_action` (an ActionQueue: a chunk is predicted, and waited
+  for, when the last chunk's `n_action_steps` actions are spent; or every tick with temporal ensembling).
+- `control.refill_threshold>0`: the next chunk is requested in the background as soon as fewer than
+  `threshold * n_action_steps` planned actions remain, so inference overlaps execution; an ActionPlan drops
+  the ticks that passed while it was computed and merges overlaps (`control.merge`: latest | average |
+  ensemble). A tick with no planned action (an underrun) repeats the last action, and when no fresh action
+  has arrived for `control.max_latency` seconds the watchdog holds the last action
+  (`control.on_timeout=hold`) or stops.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import sys
+import math
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-import hydra
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from actlab.config.checkpoint import checkpoint_argument, load_policy, register_checkpoint
-from actlab.config.compose import CONFIG_DIR
-from actlab.config.schema import register_configs
-from actlab.deploy.chunks import MERGES, ChunkPlan
-from actlab.deploy.protocol import metadata, observation_batch
-from actlab.entry import run_task
+from actlab.deploy.stats import LoopStats
 from actlab.errors import ActlabError
-from actlab.policy.config import ACTArchitecture
-from actlab.policy.selection import ActionSelector
+from actlab.policy.selection import MERGES, ActionPlan, ActionQueue
 
-log = logging.getLogger("actlab")
 TIMEOUTS = ("hold", "stop")
-
-
-# ----------------------------------------------------------------------------------------- policies
-class LocalPolicy:
-    """The checkpoint's policy in this process."""
-
-    def __init__(self, policy):
-        from importlib.metadata import version
-
-        self.policy = policy
-        self.info = metadata(policy, version("actlab"))
-        self.history = policy.new_selector()  # observation history (n_obs_steps > 1); actions are the loop's
-        self.device = next(policy.parameters()).device
-
-    def reset(self) -> None:
-        self.history.reset()
-
-    def observe(self, observation: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        """Every tick: the network's input for this observation (with n_obs_steps > 1, the recent ones)."""
-        return self.history.observe(observation_batch(observation, self.policy.config.input_features, self.device))
-
-    @torch.inference_mode()
-    def chunk(self, inputs: dict[str, torch.Tensor]) -> np.ndarray:
-        return self.policy.predict_action_chunk(inputs)[0].float().cpu().numpy()
-
-    def close(self) -> None:
-        pass
-
-
-class RemotePolicy:
-    """A policy served by actlab-serve (or any server of its protocol). With n_obs_steps > 1 the server's
-    history holds the observations it was sent, one per chunk, not one per tick."""
-
-    def __init__(self, url: str, api_key: str | None):
-        from actlab.deploy.client import PolicyClient
-
-        self.client = PolicyClient(url, api_key)
-        self.info = self.client.metadata
-
-    def reset(self) -> None:
-        self.client.reset()
-
-    def observe(self, observation: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return observation
-
-    def chunk(self, observation: dict[str, np.ndarray]) -> np.ndarray:
-        return np.array(self.client.infer(observation)[self.info.get("actions_key", "actions")], np.float32)
-
-    def close(self) -> None:
-        self.client.close()
-
-
-# ----------------------------------------------------------------------------------------- statistics
-@dataclass
-class LoopStats:
-    period: float
-    jitter: list[float] = field(default_factory=list)  # s between a tick's due time and its start
-    latency: list[float] = field(default_factory=list)  # s per chunk (inference, or the round trip)
-    starts: list[float] = field(default_factory=list)
-    spans: list[tuple[int, float]] = field(default_factory=list)  # per episode: (ticks, first to last start)
-    missed: int = 0  # ticks that started after the next one was due
-    skipped: int = 0  # ticks given up to catch up after an overrun
-    underruns: int = 0  # ticks with no planned action (the last one was repeated)
-    late_actions: int = 0  # planned actions whose tick had passed when their chunk arrived
-    watchdog: int = 0  # ticks at which no fresh action had arrived for max_latency
-
-    def summary(self) -> dict[str, float]:
-        def pct(values: list[float], q: float) -> float:
-            return 1000 * float(np.percentile(values, q)) if values else float("nan")
-
-        intervals = sum(ticks - 1 for ticks, _ in self.spans)
-        seconds = sum(span for _, span in self.spans)
-        return {
-            "ticks": len(self.starts),
-            "target_hz": 1 / self.period,
-            "achieved_hz": intervals / seconds if seconds > 0 else float("nan"),  # within episodes (not resets)
-            "jitter_p50_ms": pct(self.jitter, 50),
-            "jitter_p99_ms": pct(self.jitter, 99),
-            "missed_deadlines": self.missed,
-            "skipped_ticks": self.skipped,
-            "inference_p50_ms": pct(self.latency, 50),
-            "inference_p99_ms": pct(self.latency, 99),
-            "chunks": len(self.latency),
-            "underruns": self.underruns,
-            "late_actions": self.late_actions,
-            "watchdog_ticks": self.watchdog,
-        }
 
 
 class WatchdogStop(Exception):
@@ -163,14 +62,9 @@ class ControlLoop:
         self.period = 1.0 / control.frequency
         self.background = control.refill_threshold > 0
         # select_action's own queue / ensembling, on this side of the wire (the server returns whole chunks)
-        architecture = ACTArchitecture(
-            chunk_size=info["chunk_size"],
-            n_action_steps=info["n_action_steps"],
-            temporal_ensemble_coeff=info.get("temporal_ensemble_coeff"),
-        )
-        self.selector = ActionSelector(architecture, [])
-        coeff = control.ensemble_coeff
-        self.plan = ChunkPlan(info["n_action_steps"], control.refill_threshold, control.merge, coeff)
+        self.queue = ActionQueue(info["chunk_size"], info["n_action_steps"], info.get("temporal_ensemble_coeff"))
+        self.plan = ActionPlan(info["n_action_steps"], control.merge, control.ensemble_coeff)
+        self.refill_below = max(1, math.ceil(control.refill_threshold * info["n_action_steps"]))
         self.bounds = clip_bounds(action_range, control.clip_margin) if control.clip else None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self.stopping = threading.Event()  # set from another thread to end the episode at the next tick
@@ -181,7 +75,7 @@ class ControlLoop:
         self.robot = robot
         self.robot.reset()
         self.policy.reset()
-        self.selector.reset()
+        self.queue.reset()
         self.plan.reset()
         pending: Future | None = None
         last_action, last_fresh = None, time.perf_counter()
@@ -226,11 +120,11 @@ class ControlLoop:
 
     def _sync_action(self, inputs: dict) -> np.ndarray:
         """select_action: a chunk is computed (and waited for) when the queue is empty."""
-        if self.selector.needs_chunk:
+        if self.queue.needs_chunk:
             chunk, _, seconds = self._timed_chunk(inputs, 0)
             self.stats.latency.append(seconds)
-            self.selector.add_chunk(torch.from_numpy(chunk)[None])
-        return self.selector.pop()[0].numpy()
+            self.queue.add_chunk(torch.from_numpy(chunk)[None])
+        return self.queue.pop()[0].numpy()
 
     def _background_action(
         self, inputs: dict, tick: int, pending: Future | None, first: bool
@@ -240,13 +134,14 @@ class ControlLoop:
         if pending is not None and (pending.done() or first):
             chunk, observed_at, seconds = pending.result()
             self.stats.latency.append(seconds)
-            self.stats.late_actions += self.plan.add(chunk, observed_at, tick)
+            self.stats.late_actions += self.plan.add(torch.from_numpy(chunk)[None], observed_at, tick)
             pending = None
-        if pending is None and self.plan.wants_chunk(tick):
+        if pending is None and self.plan.remaining(tick) < self.refill_below:
             pending = self.executor.submit(self._timed_chunk, inputs, tick)
             if first:
                 return self._background_action(inputs, tick, pending, first)
-        return self.plan.pop(tick), pending
+        action = self.plan.pop(tick)
+        return (None if action is None else action[0].numpy()), pending
 
     def _timed_chunk(self, inputs: dict, tick: int) -> tuple[np.ndarray, int, float]:
         started = time.perf_counter()
@@ -269,82 +164,3 @@ def _sleep_until(deadline: float) -> None:
     remaining = deadline - time.perf_counter()
     if remaining > 0:
         time.sleep(remaining)
-
-
-# ----------------------------------------------------------------------------------------- the command
-def deploy(cfg: DictConfig) -> dict[str, Any]:
-    """The Hydra task of actlab-deploy: builds the robot and the policy, runs `control.episodes` episodes."""
-    control = cfg.control
-    if cfg.policy.server:
-        policy = RemotePolicy(cfg.policy.server, cfg.policy.api_key)
-    elif cfg.checkpoint:
-        policy = LocalPolicy(load_policy(cfg, control.device))
-    else:
-        raise ActlabError("pass checkpoint=<policy folder>, or policy.server=ws://host:port for a served policy")
-    loop = ControlLoop(policy, control, policy.info.get("action_range"))
-    if loop.bounds is None and control.clip:
-        log.warning("the policy does not say its actions' range (an older or imported folder): actions are not clipped")
-    robot = instantiate(cfg.robot)
-    log.info(
-        f"Control loop at {control.frequency:g} Hz, {'background' if loop.background else 'synchronous'} inference"
-        f"{' (dry run)' if control.dry_run else ''}, policy {cfg.policy.server or cfg.checkpoint}"
-    )
-    episodes, interrupted = [], False
-    switch_interval = sys.getswitchinterval()
-    sys.setswitchinterval(0.0005)  # the loop gets the GIL back within 0.5 ms of waking (default 5 ms)
-    try:
-        for _ in range(control.episodes):
-            loop.run_episode(robot, control.max_steps)
-            if hasattr(robot, "result"):
-                episodes.append(robot.result())
-                log.info(f"Episode {len(episodes) - 1}: {episodes[-1]}")
-    except WatchdogStop as e:
-        log.error(f"watchdog: {e}; stopped")
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        sys.setswitchinterval(switch_interval)
-        loop.close()
-        robot.close()
-        policy.close()
-    stats = loop.stats.summary()
-    if episodes:
-        stats["success_rate"] = float(np.mean([e["success"] for e in episodes]))
-        stats["episodes"] = len(episodes)
-    write_stats(Path(cfg.paths.output_dir) / "deploy", stats, episodes)
-    if interrupted:
-        raise KeyboardInterrupt
-    return stats
-
-
-def write_stats(out_dir: Path, stats: dict[str, Any], episodes: list[dict]) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "stats.json").write_text(json.dumps(stats, indent=2))
-    if episodes:
-        (out_dir / "episodes.jsonl").write_text("".join(json.dumps(e) + "\n" for e in episodes))
-    s = stats
-    log.info(
-        f"Loop: {s['ticks']} ticks at {s['achieved_hz']:.2f} Hz (target {s['target_hz']:g}); jitter p50 "
-        f"{s['jitter_p50_ms']:.2f} ms, p99 {s['jitter_p99_ms']:.2f} ms; missed deadlines {s['missed_deadlines']}; "
-        f"inference p50 {s['inference_p50_ms']:.1f} ms, p99 {s['inference_p99_ms']:.1f} ms over {s['chunks']} "
-        f"chunks; underruns {s['underruns']}"
-        + (f"; success {100 * s['success_rate']:.1f} % over {s['episodes']} episodes" if episodes else "")
-    )
-    log.info(f"Statistics: {out_dir / 'stats.json'}")
-
-
-register_configs()
-
-
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="deploy")
-def hydra_main(cfg: DictConfig) -> None:
-    run_task(cfg, deploy)
-
-
-def main() -> None:
-    register_checkpoint(checkpoint_argument(sys.argv[1:]))
-    hydra_main()
-
-
-if __name__ == "__main__":
-    main()

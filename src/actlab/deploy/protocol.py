@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from actlab.errors import ActlabError
-from actlab.policy.config import PolicyFeature
+from actlab.features import PolicyFeature
 
 REFUSED_KINDS = ("V", "O", "c")  # void (structured), object, complex
 MAX_DIMS = 8
@@ -126,52 +126,6 @@ def apply_key_map(request: Mapping, key_map: Mapping[str, Any] | None) -> dict[s
         values = [np.asarray(flat[s]) for s in sources]
         out[feature] = values[0] if len(values) == 1 else np.concatenate([np.ravel(v) for v in values])
     return out
-
-
-def observation_batch(
-    observation: Mapping[str, Any], features: Mapping[str, PolicyFeature], device: torch.device | str = "cpu"
-) -> dict[str, torch.Tensor]:
-    """The policy's inputs as a batch of one: vectors (D,) float, images H x W x 3 uint8 (or 3 x H x W
-    float in [0, 1]). A missing key, a wrong shape or dtype, or a NaN is a ProtocolError naming it."""
-    batch = {}
-    for key, feature in features.items():
-        if key not in observation:
-            raise ProtocolError(f"the observation has no '{key}'; the policy reads {list(features)}")
-        value = observation[key]
-        if not isinstance(value, np.ndarray):
-            value = np.asarray(value)
-        if value.dtype.kind not in "biuf":
-            raise ProtocolError(f"'{key}' has dtype {value.dtype}; expected numbers")
-        if feature.type == "VISUAL":
-            batch[key] = _image(key, value, feature)
-        else:
-            if value.shape != tuple(feature.shape):
-                raise ProtocolError(f"'{key}' has shape {list(value.shape)}; expected {list(feature.shape)}")
-            tensor = torch.from_numpy(np.array(value, dtype=np.float32))
-            if not torch.isfinite(tensor).all():
-                raise ProtocolError(f"'{key}' holds NaN or Inf")
-            batch[key] = tensor.unsqueeze(0)
-        batch[key] = batch[key].to(device)
-    return batch
-
-
-def _image(key: str, value: np.ndarray, feature: PolicyFeature) -> torch.Tensor:
-    channels, height, width = feature.shape
-    if value.shape == (height, width, channels):
-        if value.dtype != np.uint8:
-            raise ProtocolError(f"'{key}' is H x W x C {value.dtype}; H x W x C images must be uint8")
-        return torch.from_numpy(np.array(value)).permute(2, 0, 1).unsqueeze(0)
-    if value.shape == (channels, height, width):
-        if value.dtype.kind != "f":
-            raise ProtocolError(f"'{key}' is C x H x W {value.dtype}; C x H x W images must be float in [0, 1]")
-        tensor = torch.from_numpy(np.array(value, dtype=np.float32))
-        if not torch.isfinite(tensor).all():
-            raise ProtocolError(f"'{key}' holds NaN or Inf")
-        return tensor.unsqueeze(0)
-    raise ProtocolError(
-        f"'{key}' has shape {list(value.shape)}; expected {[height, width, channels]} (uint8) or "
-        f"{[channels, height, width]} (float in [0, 1])"
-    )
 
 
 def metadata(policy, version: str, actions_key: str = "actions") -> dict[str, Any]:

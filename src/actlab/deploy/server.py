@@ -32,14 +32,17 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from actlab.config.checkpoint import checkpoint_argument, load_policy, register_checkpoint
+from actlab.config.checkpoint import checkpoint_argument, register_checkpoint
 from actlab.config.compose import CONFIG_DIR
 from actlab.config.schema import register_configs
 from actlab.deploy.inference import SameThreadExecutor
-from actlab.deploy.protocol import ProtocolError, apply_key_map, metadata, observation_batch, packb, unpackb
+from actlab.deploy.protocol import ProtocolError, apply_key_map, metadata, packb, unpackb
 from actlab.entry import run_task
 from actlab.errors import ActlabError
+from actlab.features import ObservationError, to_policy_batch
 from actlab.policy import ACTPolicy
+from actlab.policy.loader import load_policy
+from actlab.policy.selection import ObservationHistory
 
 log = logging.getLogger("actlab")
 
@@ -49,16 +52,16 @@ class PolicySession:
 
     def __init__(self, policy: ACTPolicy):
         self.policy = policy
-        self.selector = policy.new_selector()
+        self.history = ObservationHistory(policy.config.n_obs_steps, list(policy.config.input_features))
 
     def reset(self) -> None:
-        self.selector.reset()
+        self.history.reset()
 
     @torch.inference_mode()
     def infer(self, batch: dict[str, torch.Tensor]) -> tuple[np.ndarray, float]:
         """The (chunk, A) float32 action chunk for one observation, and the milliseconds it took."""
         started = time.perf_counter()
-        chunk = self.policy.predict_action_chunk(self.selector.observe(batch))[0]
+        chunk = self.policy.predict_action_chunk(self.history.observe(batch))[0]
         return chunk.float().cpu().numpy(), 1000 * (time.perf_counter() - started)
 
 
@@ -95,7 +98,7 @@ class PolicyServer:
             observation[key] = np.zeros(shape, np.uint8 if feature.type == "VISUAL" else np.float32)
         session = PolicySession(self.policy)
         for _ in range(calls):
-            _, ms = session.infer(observation_batch(observation, self.policy.config.input_features, self.device))
+            _, ms = session.infer(to_policy_batch(observation, self.policy.config.input_features, self.device))
             session.reset()
         return ms
 
@@ -122,7 +125,7 @@ class PolicyServer:
             async for message in websocket:
                 try:
                     reply = await self.answer(message, session, loop)
-                except ProtocolError as e:
+                except (ProtocolError, ObservationError) as e:
                     await websocket.send(f"error: {e}")
                     continue
                 await websocket.send(reply)
@@ -141,7 +144,7 @@ class PolicyServer:
             session.reset()
             return packb({"reset": True})
         observation = apply_key_map(request, self.key_map)
-        batch = observation_batch(observation, self.policy.config.input_features, self.device)
+        batch = to_policy_batch(observation, self.policy.config.input_features, self.device)
         actions, infer_ms = await asyncio.wrap_future(self.executor.submit(session.infer, batch))
         return packb({self.actions_key: actions, "server_timing": {"infer_ms": infer_ms}})
 

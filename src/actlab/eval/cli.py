@@ -27,11 +27,12 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from actlab.config.checkpoint import checkpoint_argument, load_policy, register_checkpoint
+from actlab.config.checkpoint import checkpoint_argument, register_checkpoint
 from actlab.config.compose import CONFIG_DIR
 from actlab.config.schema import register_configs
 from actlab.entry import run_task
 from actlab.errors import ActlabError
+from actlab.policy.loader import load_policy
 
 log = logging.getLogger("actlab")
 
@@ -57,8 +58,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 
 def evaluate_in_simulator(cfg: DictConfig, policy, out_dir: Path) -> dict[str, Any]:
-    from actlab.eval.rollouts import LocalRunner, check_compatible, make_runners, run_episodes, summarize
-    from actlab.sim.envs import make_env
+    from actlab.sim.runner import SimRunner
 
     env_cfg, options = cfg.env, cfg.eval
     episodes = env_cfg.final_eval_episodes
@@ -66,27 +66,17 @@ def evaluate_in_simulator(cfg: DictConfig, policy, out_dir: Path) -> dict[str, A
         raise ActlabError(f"env.final_eval_episodes={episodes}: the simulator evaluation needs 1 or more episodes")
     videos = min(options.videos, episodes)
     started = time.perf_counter()
-    env = None
-    if options.num_workers == 1:
-        env = make_env(env_cfg, video=videos > 0)
-        runners = [LocalRunner(env)]
-    else:
-        runners = make_runners(env_cfg, options.num_workers, video=videos > 0)
+    runner = SimRunner(env_cfg, episodes, env_cfg.max_steps, env_cfg.seed, options.num_workers, videos)
     try:
-        runners[0].submit("features")
-        check_compatible(policy, runners[0].result())
-        results = run_episodes(policy, runners, episodes, env_cfg.max_steps, env_cfg.seed, out_dir / "videos", videos)
+        summary = runner.run(policy, out_dir / "videos", progress=True)
     finally:
-        for runner in runners:
-            runner.close()
-        if env is not None:
-            env.close()
+        runner.close()
+    results = runner.results
     seconds = time.perf_counter() - started
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / "episodes.jsonl", "w") as f:
         for result in results:
             f.write(json.dumps(asdict(result)) + "\n")
-    summary = summarize(results)
     metrics = {
         **summary,
         "checkpoint": str(cfg.checkpoint),
@@ -118,8 +108,9 @@ def evaluate_in_simulator(cfg: DictConfig, policy, out_dir: Path) -> dict[str, A
 
 def evaluate_on_dataset(cfg: DictConfig, policy, out_dir: Path) -> dict[str, Any]:
     from actlab.data.datamodule import split_episodes
-    from actlab.data.formats import dataset_config, load_store
+    from actlab.data.formats import load_store
     from actlab.eval.replay import replay_episodes
+    from actlab.sim.collect import dataset_config
 
     if cfg.dataset.name == "none":
         raise ActlabError(

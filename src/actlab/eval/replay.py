@@ -21,9 +21,9 @@ from tqdm import tqdm
 from actlab.data.store import EpisodeStore
 from actlab.errors import ActlabError
 from actlab.eval.plots import LivePlot, grid, save_action_plot
-from actlab.eval.video import VideoWriter, overlay
+from actlab.features import ACTION, check_provides, to_policy_batch
 from actlab.policy import ACTPolicy
-from actlab.policy.config import ACTION
+from actlab.sim.video import VideoWriter, overlay
 
 VIDEO_HEIGHT = 240  # camera row of replay videos
 
@@ -37,23 +37,19 @@ class Replay:
 
 def check_dataset_matches(policy: ACTPolicy, store: EpisodeStore) -> None:
     """The dataset provides what the policy reads, and the action it outputs, with the same shapes."""
-    for key, feature in {**policy.config.input_features, **policy.config.output_features}.items():
-        have = store.features.get(key)
-        if have is None or tuple(have.shape) != tuple(feature.shape):
-            got = "nothing" if have is None else f"shape {list(have.shape)}"
-            raise ActlabError(
-                f"the policy needs '{key}' with shape {list(feature.shape)} but dataset {store.name} gives {got}; "
-                "pass the dataset the policy was trained on (dataset.root=..., dataset.cameras=...)"
-            )
+    check_provides(
+        {**policy.config.input_features, **policy.config.output_features},
+        store.features,
+        f"dataset {store.name}",
+        "pass the dataset the policy was trained on (dataset.root=..., dataset.cameras=...)",
+    )
 
 
 def observation(policy: ACTPolicy, store: EpisodeStore, frame: int) -> dict[str, torch.Tensor]:
     """Frame `frame` of the dataset as a batch of one, as a robot or simulator would give it."""
-    out = {}
-    for key in policy.config.input_features:
-        value = torch.from_numpy(np.array(store.arrays[key][frame]))
-        out[key] = (value.permute(2, 0, 1) if value.ndim == 3 else value).unsqueeze(0)
-    return out
+    features = policy.config.input_features
+    device = next(policy.parameters()).device
+    return to_policy_batch({key: store.arrays[key][frame] for key in features}, features, device)
 
 
 @torch.inference_mode()

@@ -1,8 +1,8 @@
-"""Everything that reads or writes LeRobot's formats, in one place:
+"""LeRobot's on-disk formats that every layer above may use:
 
-features   actlab PolicyFeature <-> LeRobot feature specs and policy features
-dataset    reading LeRobot datasets (codebase v2.0, v2.1, v3.0) into an EpisodeStore
+features   actlab PolicyFeature <-> LeRobot feature specs and policy features, the ACT fields both share
 writer     writing LeRobot v3.0 datasets with LeRobot's own writer (collection, conversion, tests)
-export     an actlab policy -> a LeRobot ACT pretrained folder (LeRobot's classes), `actlab-export`
-imports    a LeRobot ACT pretrained folder (0.4 layout with processors, or the older one) -> actlab
+
+Reading LeRobot datasets is a dataset format (actlab.data.formats.lerobot); reading LeRobot ACT folders is
+part of loading a policy (actlab.policy.lerobot_folder); writing them is `actlab-export` (actlab.export).
 """

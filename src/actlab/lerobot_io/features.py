@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
+from actlab.config.policy import ACTArchitecture
 from actlab.errors import ActlabError
-from actlab.policy.config import PolicyFeature
+from actlab.features import PolicyFeature
+
+# ACT hyper-parameters with the same name and meaning in actlab and LeRobot (LeRobot's ACT has no `loss`).
+SHARED_FIELDS = tuple(f.name for f in fields(ACTArchitecture) if f.name != "loss")
 
 
 def lerobot_feature_specs(features: dict[str, PolicyFeature], video: bool = True) -> dict[str, dict]:

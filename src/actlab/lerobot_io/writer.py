@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from actlab.features import PolicyFeature
 from actlab.io import atomic_dir, remove_stale
 from actlab.lerobot_io.features import lerobot_feature_specs
-from actlab.policy.config import PolicyFeature
 
 Frame = dict[str, np.ndarray]
 

@@ -19,18 +19,12 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
-from actlab.policy.config import (
-    ACTION,
-    ACTION_IS_PAD,
-    OBS_ENV_STATE,
-    OBS_STATE,
-    OBSERVATION_IS_PAD,
-    ACTPolicyConfig,
-)
+from actlab.config.policy import ACTPolicyConfig
+from actlab.features import ACTION, ACTION_IS_PAD, OBS_ENV_STATE, OBS_STATE, OBSERVATION_IS_PAD
 from actlab.policy.encoders import build_backbone
 from actlab.policy.fusion import CameraFusion
 
-ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "glu": F.glu}
+ACTIVATION_FUNCTIONS = {"relu": F.relu, "gelu": F.gelu, "glu": F.glu}  # actlab.config.policy.ACTIVATIONS
 
 
 class Attention(nn.Module):
@@ -112,7 +106,7 @@ class EncoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(cfg.dim_model)
         self.dropout1 = Dropout(cfg.dropout)
         self.dropout2 = Dropout(cfg.dropout)
-        self.activation = ACTIVATIONS[cfg.feedforward_activation]
+        self.activation = ACTIVATION_FUNCTIONS[cfg.feedforward_activation]
         self.pre_norm = cfg.pre_norm
 
     def forward(
@@ -145,7 +139,7 @@ class DecoderLayer(nn.Module):
         self.dropout1 = Dropout(cfg.dropout)
         self.dropout2 = Dropout(cfg.dropout)
         self.dropout3 = Dropout(cfg.dropout)
-        self.activation = ACTIVATIONS[cfg.feedforward_activation]
+        self.activation = ACTIVATION_FUNCTIONS[cfg.feedforward_activation]
         self.pre_norm = cfg.pre_norm
 
     def forward(

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from actlab.errors import ActlabError
-from actlab.policy.config import PolicyFeature
+from actlab.features import PolicyFeature
 
 EPS = 1e-8  # as LeRobot's NormalizerProcessorStep, so both give the same numbers
 

@@ -10,18 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from actlab.config.policy import ACTPolicyConfig
 from actlab.errors import ActlabError, reason
+from actlab.features import ACTION, ACTION_IS_PAD, OBSERVATION_IS_PAD
 from actlab.policy.act import ACT
-from actlab.policy.config import ACTION, ACTION_IS_PAD, OBSERVATION_IS_PAD, ACTPolicyConfig
+from actlab.policy.files import CONFIG_NAME, WEIGHTS_NAME, check_weights, read_weights, write_policy_files
+from actlab.policy.lerobot_folder import is_lerobot_policy, read_lerobot_policy
 from actlab.policy.normalize import Normalizer
 from actlab.policy.runtime import InferenceRuntime, resolve_precision
 from actlab.policy.selection import ActionSelector
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 
 
 class ACTPolicy(nn.Module):
@@ -157,13 +156,10 @@ class ACTPolicy(nn.Module):
         precision: str = "fp32",
         compile: bool = False,
     ) -> ACTPolicy:
-        """An actlab policy folder, or a LeRobot ACT one (actlab.lerobot_io.imports)."""
-        # Imported here: actlab.policy stays free of lerobot, which only LeRobot folders need.
-        from actlab.lerobot_io.imports import is_lerobot_policy, read_lerobot_policy
-
+        """An actlab policy folder, or a LeRobot ACT one (actlab.policy.lerobot_folder)."""
         directory = Path(directory)
         if is_lerobot_policy(directory):
-            return read_lerobot_policy(directory).to(map_location).configure_inference(precision, compile)
+            return cls._from_lerobot(directory).to(map_location).configure_inference(precision, compile)
         for name in (CONFIG_NAME, WEIGHTS_NAME):
             if not (directory / name).is_file():
                 raise ActlabError(f"{directory} is not a policy folder: {name} is missing")
@@ -171,45 +167,25 @@ class ACTPolicy(nn.Module):
         policy.load_weights(read_weights(directory / WEIGHTS_NAME, str(map_location)), directory / WEIGHTS_NAME)
         return policy.to(map_location).eval().configure_inference(precision, compile)
 
+    @classmethod
+    def _from_lerobot(cls, directory: Path) -> ACTPolicy:
+        """A LeRobot ACT folder's policy (CPU, eval mode) that gives LeRobot's actions for the same observations."""
+        config, stats, weights = read_lerobot_policy(directory)
+        try:
+            policy = cls(config, stats, load_backbone_weights=False)
+        except ActlabError as e:  # statistics of another shape than the features in config.json
+            raise ActlabError(f"{directory}: {e}") from None
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise ActlabError(f"{directory / CONFIG_NAME}: cannot build ACT from it ({reason(e)})") from None
+        expected = {k: v for k, v in policy.state_dict().items() if k.startswith("model.")}
+        check_weights(expected, weights, directory / WEIGHTS_NAME)
+        policy.model.load_state_dict({k.removeprefix("model."): v for k, v in weights.items()})
+        return policy.eval()
+
     def load_weights(self, weights: dict[str, Tensor], source: Path) -> None:
         """`load_state_dict`, strict, with a one-line error naming the first key that does not match."""
         check_weights(self.state_dict(), weights, source)
         self.load_state_dict(weights)
-
-
-def read_weights(path: Path, device: str = "cpu") -> dict[str, Tensor]:
-    """A safetensors file of weights; a missing, truncated or foreign file is one line."""
-    if not path.is_file():
-        raise ActlabError(f"{path} is missing")
-    try:
-        return load_file(path, device=device)
-    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
-        raise ActlabError(f"{path}: cannot be read ({reason(e)})") from None
-
-
-def check_weights(expected: dict[str, Tensor], weights: dict[str, Tensor], source: Path) -> None:
-    """Every key of `expected` in `weights` with the same shape, and nothing else."""
-    missing = [k for k in expected if k not in weights]
-    unexpected = [k for k in weights if k not in expected]
-    wrong = [k for k in expected if k in weights and weights[k].shape != expected[k].shape]
-    if wrong:
-        k = wrong[0]
-        raise ActlabError(
-            f"{source}: '{k}' has shape {list(weights[k].shape)} but the policy in config.json expects "
-            f"{list(expected[k].shape)}; the weights and config.json come from different models"
-        )
-    if missing or unexpected:
-        example = f"missing e.g. '{missing[0]}'" if missing else f"unexpected e.g. '{unexpected[0]}'"
-        raise ActlabError(
-            f"{source}: {len(missing)} missing and {len(unexpected)} unexpected keys ({example}); the weights and "
-            "config.json come from different models"
-        )
-
-
-def write_policy_files(directory: Path, config: ACTPolicyConfig, state_dict: dict[str, Tensor]) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    config.save(directory / CONFIG_NAME)
-    save_file({k: v.detach().contiguous().cpu() for k, v in state_dict.items()}, directory / WEIGHTS_NAME)
 
 
 def _to_unit_float(image: Tensor) -> Tensor:

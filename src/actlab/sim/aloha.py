@@ -24,7 +24,7 @@ import numpy as np
 
 from actlab.config.schema import EnvConfig
 from actlab.errors import ActlabError
-from actlab.policy.config import ACTION, OBS_IMAGES, OBS_STATE, PolicyFeature
+from actlab.features import ACTION, OBS_IMAGES, OBS_STATE, PolicyFeature
 
 FPS = 50  # gym-aloha's control rate (DT = 0.02 s); the public ALOHA datasets are recorded at it
 STATE_DIM = 14

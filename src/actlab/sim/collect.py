@@ -15,10 +15,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from actlab.config.schema import DemoCollectionConfig, EnvConfig
+from actlab.config.schema import DatasetConfig, DemoCollectionConfig, EnvConfig
 from actlab.errors import ActlabError
 from actlab.lerobot_io.writer import lerobot_writer
 from actlab.sim.envs import SimEnv, make_env
@@ -174,3 +174,12 @@ def record_episode(env: SimEnv, expert, cfg: DemoCollectionConfig, seed: int, rn
 
 def _plain(node) -> dict:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else asdict(node)
+
+
+def dataset_config(cfg: DictConfig) -> DatasetConfig:
+    """A run config's dataset group as a typed object, with `root` pointing at scripted demonstrations
+    (collected first if missing) when the preset collects them (dataset=lift) and no root was given."""
+    data: DatasetConfig = OmegaConf.to_object(cfg.dataset)
+    if data.collect is not None and not data.root:
+        data.root = str(ensure_demonstrations(cfg.env, data.collect, Path(cfg.paths.data_dir)))
+    return data

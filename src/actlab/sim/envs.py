@@ -13,7 +13,7 @@ import numpy as np
 
 from actlab.config.schema import EnvConfig
 from actlab.errors import ActlabError
-from actlab.policy.config import ACTION, OBS_ENV_STATE, OBS_IMAGES, OBS_STATE, PolicyFeature
+from actlab.features import ACTION, OBS_ENV_STATE, OBS_IMAGES, OBS_STATE, PolicyFeature
 from actlab.sim.aloha import AlohaEnv
 
 

@@ -15,8 +15,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ProgressBar
 from tqdm import tqdm
 
-from actlab.eval.rollouts import evaluate_policy
-from actlab.sim.envs import SimEnv
+from actlab.sim.runner import SimRunner
 from actlab.training.loggers import log_videos
 
 log = logging.getLogger("actlab")
@@ -134,24 +133,9 @@ class RolloutEvaluation(Callback):
     `videos` > 0, the first episodes' MP4s go to `video_dir/step_<N>/` and to the loggers that show videos.
     (Lightning has no simulator-evaluation callback; this is that, on rank 0.)"""
 
-    def __init__(
-        self,
-        env: SimEnv,
-        eval_freq: int,
-        episodes: int,
-        max_steps: int,
-        seed: int,
-        videos: int = 0,
-        video_dir: Path | None = None,
-        workers: int = 1,
-    ):
-        self.env = env
-        self.workers = workers
+    def __init__(self, runner: SimRunner, eval_freq: int, video_dir: Path | None = None):
+        self.runner = runner
         self.eval_freq = eval_freq
-        self.episodes = episodes
-        self.max_steps = max_steps
-        self.seed = seed
-        self.videos = videos
         self.video_dir = video_dir
 
     def due(self, step: int) -> bool:
@@ -161,14 +145,18 @@ class RolloutEvaluation(Callback):
         step = trainer.global_step
         if not self.due(step):
             return
-        video_dir = self.video_dir / f"step_{step}" if self.videos and self.video_dir else None
-        metrics = evaluate_policy(
-            pl_module.policy, self.env, self.episodes, self.max_steps, self.seed, video_dir, self.videos, self.workers
-        )
+        video_dir = self.video_dir / f"step_{step}" if self.runner.videos and self.video_dir else None
+        metrics = evaluation_metrics(self.runner.run(pl_module.policy, video_dir))
         pl_module.log_dict({f"eval/{k}": v for k, v in metrics.items()}, batch_size=1)
-        _write(format_eval(metrics, f"step {step}", self.episodes))
+        _write(format_eval(metrics, f"step {step}", self.runner.episodes))
         if video_dir is not None:
-            log_videos(trainer.loggers, "eval/videos", sorted(map(str, video_dir.glob("*.mp4"))), step, self.env.fps)
+            paths = sorted(map(str, video_dir.glob("*.mp4")))
+            log_videos(trainer.loggers, "eval/videos", paths, step, self.runner.env.fps)
+
+
+def evaluation_metrics(summary: dict[str, float]) -> dict[str, float]:
+    """The metrics a training run logs of a SimRunner's summary (and a sweeper may optimise)."""
+    return {k: summary[k] for k in ("success_rate", "avg_reward", "avg_length")}
 
 
 def format_eval(metrics: dict[str, float], when: str, episodes: int) -> str:

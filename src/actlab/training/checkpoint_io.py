@@ -25,9 +25,9 @@ from typing import Any
 import torch
 from lightning.fabric.plugins import CheckpointIO
 
+from actlab.config.policy import ACTPolicyConfig
 from actlab.errors import ActlabError, reason
 from actlab.io import atomic_dir
-from actlab.policy.config import ACTPolicyConfig
 from actlab.policy.policy import WEIGHTS_NAME, read_weights, write_policy_files
 
 TRAINING_STATE = "training_state.pt"

@@ -40,7 +40,7 @@ def log_videos(loggers: list[Logger], tag: str, paths: list[str], step: int, fps
         elif isinstance(logger, TensorBoardLogger):
             from tensorboard.compat.proto.summary_pb2 import Summary
 
-            from actlab.eval.video import gif_bytes, read_frames
+            from actlab.sim.video import gif_bytes, read_frames
 
             for path in paths:
                 gif, height, width = gif_bytes(read_frames(path), fps)

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -23,28 +20,30 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
-from actlab.cli import DDP_JOB
 from actlab.config.compose import check_config, check_hardware
+from actlab.config.policy import ACTArchitecture
 from actlab.data.datamodule import ACTDataModule
-from actlab.data.formats import dataset_config
 from actlab.data.store import EpisodeStore
 from actlab.devices import bf16_is_native, check_bf16
 from actlab.errors import ActlabError
-from actlab.eval.rollouts import check_compatible, evaluate_policy
+from actlab.features import ACTION, PolicyFeature
 from actlab.io import remove_stale
 from actlab.policy import ACTPolicy, ACTPolicyConfig
-from actlab.policy.config import ACTION, ACTArchitecture, PolicyFeature
 from actlab.policy.policy import CONFIG_NAME, check_weights
+from actlab.sim.collect import dataset_config
 from actlab.sim.envs import SimEnv, make_env
+from actlab.sim.runner import SimRunner, check_compatible
 from actlab.training.callbacks import (
     RNGState,
     RolloutEvaluation,
     RunCheckpoints,
     StepProgressBar,
     TrainingMetrics,
+    evaluation_metrics,
     format_eval,
 )
 from actlab.training.checkpoint_io import FolderCheckpointIO, load_run_config
+from actlab.training.ddp import distributed_job
 from actlab.training.loggers import log_videos
 from actlab.training.module import ACTLightningModule
 
@@ -277,12 +276,8 @@ def fit_and_evaluate(
     callbacks = [metrics_callback]
     if env is not None and rollouts:
         e = cfg.env
-        video_dir = output_dir / "eval" / "videos"
-        callbacks.append(
-            RolloutEvaluation(
-                env, e.eval_freq, e.eval_episodes, e.max_steps, e.seed, e.video_episodes, video_dir, e.eval_workers
-            )
-        )
+        runner = SimRunner(e, e.eval_episodes, e.max_steps, e.seed, e.eval_workers, e.video_episodes, env)
+        callbacks.append(RolloutEvaluation(runner, e.eval_freq, output_dir / "eval" / "videos"))
     callbacks += [checkpoints, RNGState()]
     if cfg.trainer.enable_progress_bar:
         callbacks.append(StepProgressBar())
@@ -321,9 +316,8 @@ def fit_and_evaluate(
     if env is not None and cfg.env.final_eval_episodes > 0:
         e = cfg.env
         video_dir = output_dir / "eval" / "videos" / "final"
-        final = evaluate_policy(
-            policy, env, e.final_eval_episodes, e.max_steps, e.seed, video_dir, e.video_episodes, e.eval_workers
-        )
+        runner = SimRunner(e, e.final_eval_episodes, e.max_steps, e.seed, e.eval_workers, e.video_episodes, env)
+        final = evaluation_metrics(runner.run(policy, video_dir))
         log.info(format_eval(final, "final policy", cfg.env.final_eval_episodes))
         if e.video_episodes:
             log_videos(
@@ -371,34 +365,6 @@ def training_precision(precision: str, accelerator: str) -> str:
     if str(precision).startswith("bf16"):
         check_bf16(f"trainer.precision={precision}", device)
     return precision
-
-
-# What Lightning's DDP launcher sets in the process that starts the others.
-DDP_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", DDP_JOB)
-
-
-@contextmanager
-def distributed_job(cfg: DictConfig) -> Iterator[None]:
-    """One job's DDP processes. On the way in, records the job for the processes DDP starts (actlab.cli
-    rejoins it: its overrides and output directory, be it a run or a job of a sweep); on the way out, clears
-    what Lightning leaves behind in this process (the process group, the variables its launcher set), so
-    the next job of a sweep starts processes of its own instead of taking itself for one of them."""
-    from hydra.core.hydra_config import HydraConfig
-
-    saved = {name: os.environ.get(name) for name in DDP_VARIABLES}
-    if HydraConfig.initialized():
-        job = {"overrides": list(HydraConfig.get().overrides.task), "output_dir": str(cfg.paths.output_dir)}
-        os.environ[DDP_JOB] = json.dumps(job)
-    try:
-        yield
-    finally:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def close_loggers(loggers: list) -> None:

@@ -26,7 +26,7 @@ from actlab.config.schema import DEFAULT_CAMERA_MAP, DatasetConfig
 from actlab.data.frame_cache import cached_frames, fingerprint
 from actlab.data.store import EpisodeStore
 from actlab.errors import ActlabError
-from actlab.policy.config import ACTION, OBS_IMAGES, OBS_STATE, PolicyFeature
+from actlab.features import ACTION, OBS_IMAGES, OBS_STATE, PolicyFeature
 
 NPY_HEADER = 128  # bytes of a version-1 .npy header for a 2-D float32 array
 

@@ -1,4 +1,4 @@
-"""`actlab-export CHECKPOINT OUT [--push-to-hub REPO_ID]` / `python -m actlab.lerobot_io.export`: an actlab
+"""`actlab-export CHECKPOINT OUT [--push-to-hub REPO_ID]` / `python -m actlab.export.lerobot`: an actlab
 policy as a LeRobot ACT pretrained folder, for lerobot-record, lerobot-eval or fine-tuning with lerobot-train
 (`--policy.path=OUT`).
 
@@ -14,21 +14,19 @@ import argparse
 import contextlib
 import io
 import sys
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from actlab.config.policy import ACTPolicyConfig
 from actlab.errors import ActlabError, reason
+from actlab.features import OBS_ENV_STATE, OBS_STATE
 from actlab.io import atomic_dir, remove_stale
-from actlab.lerobot_io.features import to_lerobot_features
-from actlab.policy.config import OBS_ENV_STATE, OBS_STATE, ACTArchitecture, ACTPolicyConfig
+from actlab.lerobot_io.features import SHARED_FIELDS, to_lerobot_features
 from actlab.policy.policy import ACTPolicy
 
-# ACT hyper-parameters with the same name and meaning in actlab and LeRobot (LeRobot's ACT has no `loss`).
-SHARED_FIELDS = tuple(f.name for f in fields(ACTArchitecture) if f.name != "loss")
 # actlab normalises the environment state too; LeRobot's default mapping leaves it raw.
 NORMALIZED_TYPES = ("VISUAL", "STATE", "ENV", "ACTION")
 TOLERANCE = 1e-4  # largest accepted |action difference| between actlab and the reloaded LeRobot policy

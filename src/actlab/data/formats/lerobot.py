@@ -34,7 +34,7 @@ from actlab.config.schema import DatasetConfig
 from actlab.data.frame_cache import cached_frames, fingerprint
 from actlab.data.store import EpisodeStore
 from actlab.errors import ActlabError, reason
-from actlab.policy.config import ACTION, OBS_ENV_STATE, OBS_IMAGES, OBS_STATE, PolicyFeature
+from actlab.features import ACTION, OBS_ENV_STATE, OBS_IMAGES, OBS_STATE, PolicyFeature
 
 VECTOR_TYPES = {OBS_STATE: "STATE", OBS_ENV_STATE: "ENV", ACTION: "ACTION"}
 VERSIONS = ("v2.0", "v2.1", "v3.0")

@@ -12,23 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from actlab.errors import ActlabError
+from actlab.features import ACTION, OBS_ENV_STATE, OBS_STATE, PolicyFeature, as_feature
 
-# Batch-dict keys (LeRobot's feature names).
-OBS_STATE = "observation.state"
-OBS_ENV_STATE = "observation.environment_state"
-OBS_IMAGES = "observation.images"
-ACTION = "action"
-ACTION_IS_PAD = "action_is_pad"
-OBSERVATION_IS_PAD = "observation_is_pad"
-
-FEATURE_TYPES = ("STATE", "ENV", "VISUAL", "ACTION")
 LOSSES = ("l1", "l2")
-
-
-@dataclass(frozen=True)
-class PolicyFeature:
-    type: str  # one of FEATURE_TYPES
-    shape: tuple[int, ...]  # (dim,) for vectors, (channels, height, width) for images
+ACTIVATIONS = ("relu", "gelu", "glu")  # model.feedforward_activation (actlab.policy.act maps them to functions)
 
 
 @dataclass
@@ -65,8 +52,8 @@ class ACTPolicyConfig(ACTArchitecture):
     action_range: dict[str, list[float]] | None = None  # {"min": [...], "max": [...]} seen in the data
 
     def __post_init__(self) -> None:
-        self.input_features = {k: _as_feature(v) for k, v in self.input_features.items()}
-        self.output_features = {k: _as_feature(v) for k, v in self.output_features.items()}
+        self.input_features = {k: as_feature(v) for k, v in self.input_features.items()}
+        self.output_features = {k: as_feature(v) for k, v in self.output_features.items()}
         self.validate()
 
     def validate(self) -> None:
@@ -145,10 +132,3 @@ def check_architecture(arch: Any) -> None:
     if arch.loss not in LOSSES:
         raise ActlabError(f"model.loss={arch.loss!r} is not one of {list(LOSSES)}")
 
-
-def _as_feature(value: PolicyFeature | dict[str, Any]) -> PolicyFeature:
-    if isinstance(value, PolicyFeature):
-        return PolicyFeature(value.type, tuple(value.shape))
-    if value["type"] not in FEATURE_TYPES:
-        raise ActlabError(f"feature type {value['type']!r} is not one of {FEATURE_TYPES}")
-    return PolicyFeature(value["type"], tuple(int(s) for s in value["shape"]))

@@ -1,4 +1,5 @@
-"""A LeRobot ACT pretrained folder as an actlab ACTPolicy (what `ACTPolicy.from_pretrained` does with one).
+"""A LeRobot ACT pretrained folder read as actlab's policy config, statistics and weights (what
+`ACTPolicy.from_pretrained` builds its policy from).
 
 Two layouts:
 - lerobot 0.4: config.json, model.safetensors (`model.*` only) and the processors, policy_preprocessor.json /
@@ -23,13 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from actlab.config.policy import ACTIVATIONS, ACTPolicyConfig
 from actlab.errors import ActlabError, reason
-from actlab.lerobot_io.export import SHARED_FIELDS
-from actlab.lerobot_io.features import from_lerobot_features
-from actlab.policy.act import ACTIVATIONS
-from actlab.policy.config import ACTPolicyConfig, PolicyFeature
+from actlab.features import PolicyFeature
+from actlab.lerobot_io.features import SHARED_FIELDS, from_lerobot_features
+from actlab.policy.files import CONFIG_NAME, WEIGHTS_NAME, read_weights
 from actlab.policy.normalize import EPS
-from actlab.policy.policy import CONFIG_NAME, WEIGHTS_NAME, ACTPolicy, check_weights, read_weights
 
 PREPROCESSOR = "policy_preprocessor.json"
 POSTPROCESSOR = "policy_postprocessor.json"
@@ -60,9 +60,9 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def read_lerobot_policy(directory: str | Path) -> ACTPolicy:
-    """The LeRobot ACT policy in `directory` as an actlab ACTPolicy (CPU, eval mode) that gives LeRobot's
-    actions for the same raw observations."""
+def read_lerobot_policy(directory: str | Path) -> tuple[ACTPolicyConfig, dict[str, Stats], dict[str, Any]]:
+    """The LeRobot ACT policy in `directory`: actlab's config for it, the statistics that make actlab's
+    normalisation give LeRobot's actions for the same raw observations, and its `model.*` weights."""
     directory = Path(directory)
     config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
     data = read_json(config_path)
@@ -72,17 +72,7 @@ def read_lerobot_policy(directory: str | Path) -> ACTPolicy:
         stats = processor_stats(directory, config)
     else:
         stats = buffer_stats(weights, data.get("normalization_mapping") or {}, config, weights_path)
-    try:
-        policy = ACTPolicy(config, stats, load_backbone_weights=False)
-    except ActlabError as e:  # statistics of another shape than the features in config.json
-        raise ActlabError(f"{directory}: {e}") from None
-    except (TypeError, ValueError, RuntimeError) as e:
-        raise ActlabError(f"{config_path}: cannot build ACT from it ({reason(e)})") from None
-    model_weights = {k: v for k, v in weights.items() if not k.startswith(OLD_PREFIXES)}
-    expected = {k: v for k, v in policy.state_dict().items() if k.startswith("model.")}
-    check_weights(expected, model_weights, weights_path)
-    policy.model.load_state_dict({k.removeprefix("model."): v for k, v in model_weights.items()})
-    return policy.eval()
+    return config, stats, {k: v for k, v in weights.items() if not k.startswith(OLD_PREFIXES)}
 
 
 def policy_config(data: dict[str, Any], source: Path) -> ACTPolicyConfig:

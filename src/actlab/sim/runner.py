@@ -1,4 +1,7 @@
-"""Rollouts: a policy runs whole episodes in a simulator, in this process or in worker processes.
+"""The one simulator runner: `SimRunner(env_cfg, ...).run(policy) -> metrics` (diffusion_policy's env runner),
+used by the training run's evaluations, `actlab-eval` and, through `EpisodeRunner`, by `robot=sim`.
+
+A policy runs whole episodes in a simulator, in this process or in worker processes.
 
 Each simulator lives in an `EpisodeRunner` (the same class in this process and in a worker process); the
 policy stays in this process and runs one batched forward pass for every simulator that needs a new
@@ -19,11 +22,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from actlab.errors import ActlabError
-from actlab.eval.video import VideoWriter, overlay
+from actlab.features import check_provides, to_policy_batch
 from actlab.policy import ACTPolicy
 from actlab.policy.selection import ActionSelector
 from actlab.sim.envs import SimEnv, make_env
+from actlab.sim.video import VideoWriter, overlay
 from actlab.sim.workers import InProcess, Worker, start_workers
 
 Observation = dict[str, np.ndarray]
@@ -32,14 +35,8 @@ Observation = dict[str, np.ndarray]
 def check_compatible(policy: ACTPolicy, env_features: dict) -> None:
     """Fails with one line when the simulator cannot produce what the policy reads or takes."""
     wanted = {**policy.config.input_features, **policy.config.output_features}
-    for key, feature in wanted.items():
-        have = env_features.get(key)
-        if have is None or tuple(have.shape) != tuple(feature.shape):
-            got = "nothing" if have is None else f"shape {list(have.shape)}"
-            raise ActlabError(
-                f"the policy needs '{key}' with shape {list(feature.shape)} but the env gives {got}; "
-                "check env.cameras / env.image_size / env.state_keys against the dataset"
-            )
+    hint = "check env.cameras / env.image_size / env.state_keys against the dataset"
+    check_provides(wanted, env_features, "the env", hint)
 
 
 @dataclass
@@ -112,23 +109,12 @@ def make_runners(env_cfg: DictConfig, num_workers: int, video: bool) -> list[Wor
     return start_workers(num_workers, "an evaluation worker", _episode_runner, config, video)
 
 
-def to_batch(obs: Observation, device: torch.device | str) -> dict[str, torch.Tensor]:
-    """One env observation as a batch of one (images HWC uint8 -> 1x3xHxW)."""
-    batch = {}
-    for key, value in obs.items():
-        tensor = torch.from_numpy(np.ascontiguousarray(value))
-        if tensor.ndim == 3:
-            tensor = tensor.permute(2, 0, 1)
-        batch[key] = tensor.unsqueeze(0).to(device)
-    return batch
-
-
 @torch.inference_mode()
 def select_actions(policy: ACTPolicy, selectors: list[ActionSelector], observations: list[Observation]) -> list:
     """The action of each stream: one forward pass for every stream that needs a new chunk."""
     device = next(policy.parameters()).device
     inputs = [
-        selector.observe(policy.check_observation(to_batch(obs, device), time_axis=False))
+        selector.observe(to_policy_batch(obs, policy.config.input_features, device))
         for selector, obs in zip(selectors, observations, strict=True)
     ]
     need = [i for i, selector in enumerate(selectors) if selector.needs_chunk]
@@ -232,28 +218,49 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def evaluate_policy(
-    policy: ACTPolicy,
-    env: SimEnv,
-    episodes: int,
-    max_steps: int,
-    seed: int,
-    video_dir: Path | None = None,
-    videos: int = 0,
-    workers: int = 1,
-) -> dict[str, float]:
-    """Episodes in `env` (the training run's evaluations): in this process, or with `workers` > 1 in that
-    many worker processes, each with a simulator built from `env.cfg`. Returns success_rate, avg_reward
-    (summed per episode) and avg_length; the global numpy generator is restored afterwards, so evaluating
-    does not perturb training."""
-    check_compatible(policy, env.features)
-    numpy_state = np.random.get_state()
-    runners = [LocalRunner(env)] if workers <= 1 else make_runners(env.cfg, min(workers, episodes), videos > 0)
-    try:
-        results = run_episodes(policy, runners, episodes, max_steps, seed, video_dir, videos, progress=False)
-    finally:
-        for runner in runners:
-            runner.close()
-        np.random.set_state(numpy_state)
-    summary = summarize(results)
-    return {k: summary[k] for k in ("success_rate", "avg_reward", "avg_length")}
+class SimRunner:
+    """Evaluation episodes of `env_cfg`'s simulator: episode i from seed `seed + i`, each until success or
+    `max_steps`, in this process (on `env`, when the caller already has the simulator, else one built here)
+    or in `workers` processes; the first `videos` episodes as MP4s. `run(policy)` returns success_rate,
+    avg_reward (summed per episode) and avg_length with 95 % confidence intervals, and keeps the episodes'
+    results in `results`; the global numpy generator is restored afterwards, so evaluating does not perturb
+    training."""
+
+    def __init__(
+        self,
+        env_cfg: DictConfig,
+        episodes: int,
+        max_steps: int,
+        seed: int,
+        workers: int = 1,
+        videos: int = 0,
+        env: SimEnv | None = None,
+    ):
+        self.env_cfg, self.episodes, self.max_steps, self.seed = env_cfg, episodes, max_steps, seed
+        self.workers, self.videos = workers, min(videos, episodes)
+        self.own_env = env is None and workers <= 1
+        self.env = make_env(env_cfg, video=self.videos > 0) if self.own_env else env
+        self.results: list[EpisodeResult] = []
+
+    def run(self, policy: ACTPolicy, video_dir: Path | None = None, progress: bool = False) -> dict[str, float]:
+        numpy_state = np.random.get_state()
+        if self.workers <= 1:
+            runners = [LocalRunner(self.env)]
+        else:
+            runners = make_runners(self.env_cfg, min(self.workers, self.episodes), self.videos > 0)
+        try:
+            runners[0].submit("features")
+            check_compatible(policy, runners[0].result())
+            videos = self.videos if video_dir is not None else 0
+            self.results = run_episodes(
+                policy, runners, self.episodes, self.max_steps, self.seed, video_dir, videos, progress
+            )
+        finally:
+            for runner in runners:
+                runner.close()
+            np.random.set_state(numpy_state)
+        return summarize(self.results)
+
+    def close(self) -> None:
+        if self.own_env and self.env is not None:
+            self.env.close()
