@@ -13,17 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from actlab.config.checkpoint import checkpoint_argument, register_checkpoint
-from actlab.config.compose import CONFIG_DIR
-from actlab.config.schema import register_configs
+from actlab.config.entry_points import checkpoint_command
 from actlab.deploy.loop import ControlLoop, WatchdogStop
 from actlab.deploy.policies import LocalPolicy, RemotePolicy
-from actlab.entry import run_task
 from actlab.errors import ActlabError
 from actlab.policy.loader import load_policy
 
@@ -91,17 +87,7 @@ def write_stats(out_dir: Path, stats: dict[str, Any], episodes: list[dict]) -> N
     log.info(f"Statistics: {out_dir / 'stats.json'}")
 
 
-register_configs()
-
-
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="deploy")
-def hydra_main(cfg: DictConfig) -> None:
-    run_task(cfg, deploy)
-
-
-def main() -> None:
-    register_checkpoint(checkpoint_argument(sys.argv[1:]))
-    hydra_main()
+main = checkpoint_command("deploy", deploy)
 
 
 if __name__ == "__main__":

@@ -20,24 +20,19 @@ import ipaddress
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 from importlib.metadata import version as package_version
 from typing import Any
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from actlab.config.checkpoint import checkpoint_argument, register_checkpoint
-from actlab.config.compose import CONFIG_DIR
-from actlab.config.schema import register_configs
+from actlab.config.entry_points import checkpoint_command
 from actlab.deploy.inference import SameThreadExecutor
 from actlab.deploy.protocol import ProtocolError, apply_key_map, metadata, packb, unpackb
-from actlab.entry import run_task
 from actlab.errors import ActlabError
 from actlab.features import ObservationError, to_policy_batch
 from actlab.policy import ACTPolicy
@@ -238,17 +233,7 @@ def serve(cfg: DictConfig) -> None:
         raise ActlabError(f"serve.host={options.host} serve.port={options.port}: cannot listen ({e})") from None
 
 
-register_configs()
-
-
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="serve")
-def hydra_main(cfg: DictConfig) -> None:
-    run_task(cfg, serve)
-
-
-def main() -> None:
-    register_checkpoint(checkpoint_argument(sys.argv[1:]))
-    hydra_main()
+main = checkpoint_command("serve", serve)
 
 
 if __name__ == "__main__":

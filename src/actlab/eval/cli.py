@@ -18,19 +18,14 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
-from actlab.config.checkpoint import checkpoint_argument, register_checkpoint
-from actlab.config.compose import CONFIG_DIR
-from actlab.config.schema import register_configs
-from actlab.entry import run_task
+from actlab.config.entry_points import checkpoint_command
 from actlab.errors import ActlabError
 from actlab.policy.loader import load_policy
 
@@ -153,18 +148,7 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
         log.info("  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
-# ----------------------------------------------------------------------------------------- entry point
-register_configs()
-
-
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
-def hydra_main(cfg: DictConfig) -> None:
-    run_task(cfg, evaluate)
-
-
-def main() -> None:
-    register_checkpoint(checkpoint_argument(sys.argv[1:]))
-    hydra_main()
+main = checkpoint_command("eval", evaluate)
 
 
 if __name__ == "__main__":
