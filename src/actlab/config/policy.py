@@ -15,7 +15,7 @@ from actlab.errors import ActlabError
 from actlab.features import ACTION, OBS_ENV_STATE, OBS_STATE, PolicyFeature, as_feature
 
 LOSSES = ("l1", "l2")
-ACTIVATIONS = ("relu", "gelu", "glu")  # model.feedforward_activation (actlab.policy.act maps them to functions)
+ACTIVATIONS = ("relu", "gelu", "glu")  # model.feedforward_activation (actlab.policy.transformer maps them to functions)
 
 
 @dataclass

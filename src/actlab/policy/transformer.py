@@ -1,0 +1,213 @@
+"""The transformer layers of ACT (LeRobot's submodule and parameter names), batch-first, with attention
+through `scaled_dot_product_attention`, and the sinusoidal position tables."""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import Tensor, nn
+
+from actlab.config.policy import ACTPolicyConfig
+
+ACTIVATION_FUNCTIONS = {"relu": F.relu, "gelu": F.gelu, "glu": F.glu}  # actlab.config.policy.ACTIVATIONS
+
+
+class Attention(nn.Module):
+    """Multi-head attention with nn.MultiheadAttention's parameter names, batch-first."""
+
+    def __init__(self, dim: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.n_heads = n_heads
+        self.dropout = dropout
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
+        self.out_proj = nn.Linear(dim, dim)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Tensor | None = None):
+        w_q, w_k, w_v = self.in_proj_weight.chunk(3)
+        b_q, b_k, b_v = self.in_proj_bias.chunk(3)
+        if query is key:  # self-attention: one matrix product for the queries and keys
+            q, k = F.linear(query, self.in_proj_weight[: 2 * len(w_q)], self.in_proj_bias[: 2 * len(w_q)]).chunk(2, -1)
+        else:
+            q, k = F.linear(query, w_q, b_q), F.linear(key, w_k, b_k)
+        q, k, v = self._heads(q), self._heads(k), self._heads(F.linear(value, w_v, b_v))
+        mask = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]
+        dropout = self.dropout if self.training else 0.0
+        if dropout > 0 and q.device.type == "cpu":
+            out = _attention_with_dropout(q, k, v, mask, dropout)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        batch, _, length, head_dim = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(batch, length, self.n_heads * head_dim))
+
+    def _heads(self, x: Tensor) -> Tensor:
+        batch, length, dim = x.shape
+        return x.view(batch, length, self.n_heads, dim // self.n_heads).transpose(1, 2)
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout, with the CPU's keep mask drawn 3x faster (`cpu_dropout`); other devices use F.dropout."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and self.p > 0 and x.device.type == "cpu":
+            return cpu_dropout(x, self.p)
+        return super().forward(x)
+
+
+def cpu_dropout(x: Tensor, p: float) -> Tensor:
+    """Inverted dropout (zero with probability p, scale the rest by 1/(1-p)), like F.dropout, from 16 random bits
+    per element (p is rounded to a multiple of 1/65536). The CPU's `bernoulli_` spends about 6 ns per element,
+    which was a sixth of a training step; four 16-bit draws per 64-bit random integer spend 2."""
+    n = x.numel()
+    bits = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
+    keep = bits.view(torch.int16)[:n].view(x.shape) >= round(p * 65536) - 32768
+    # The scale is a Python float: in bf16 the tensor 1/0.9 would round to 1.109, a 0.16 % bias per layer.
+    return torch.where(keep, x * (1.0 / (1.0 - p)), 0.0)
+
+
+def _attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> Tensor:
+    """scaled_dot_product_attention with dropout on the attention weights, as its CPU path computes it (one
+    kernel per step), with `cpu_dropout`'s faster mask."""
+    scores = q @ k.transpose(-2, -1) * (q.shape[-1] ** -0.5)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return cpu_dropout(scores.softmax(-1), p) @ v
+
+
+def _with_pos(x: Tensor, pos: Tensor | None) -> Tensor:
+    return x if pos is None else x + pos
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, cfg: ACTPolicyConfig):
+        super().__init__()
+        self.self_attn = Attention(cfg.dim_model, cfg.n_heads, cfg.dropout)
+        self.linear1 = nn.Linear(cfg.dim_model, cfg.dim_feedforward)
+        self.dropout = Dropout(cfg.dropout)
+        self.linear2 = nn.Linear(cfg.dim_feedforward, cfg.dim_model)
+        self.norm1 = nn.LayerNorm(cfg.dim_model)
+        self.norm2 = nn.LayerNorm(cfg.dim_model)
+        self.dropout1 = Dropout(cfg.dropout)
+        self.dropout2 = Dropout(cfg.dropout)
+        self.activation = ACTIVATION_FUNCTIONS[cfg.feedforward_activation]
+        self.pre_norm = cfg.pre_norm
+
+    def forward(
+        self, x: Tensor, pos: Tensor | None = None, key_padding_mask: Tensor | None = None, n_out: int | None = None
+    ) -> Tensor:
+        """With `n_out`, only the first `n_out` tokens are computed (they attend to all of them)."""
+        h = self.norm1(x) if self.pre_norm else x
+        qk = _with_pos(h, pos)
+        q = qk if n_out is None else qk[:, :n_out]
+        x = x if n_out is None else x[:, :n_out]
+        x = x + self.dropout1(self.self_attn(q, qk, h, key_padding_mask))
+        if not self.pre_norm:
+            x = self.norm1(x)
+        h = self.norm2(x) if self.pre_norm else x
+        x = x + self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(h)))))
+        return x if self.pre_norm else self.norm2(x)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: ACTPolicyConfig):
+        super().__init__()
+        self.self_attn = Attention(cfg.dim_model, cfg.n_heads, cfg.dropout)
+        self.multihead_attn = Attention(cfg.dim_model, cfg.n_heads, cfg.dropout)
+        self.linear1 = nn.Linear(cfg.dim_model, cfg.dim_feedforward)
+        self.dropout = Dropout(cfg.dropout)
+        self.linear2 = nn.Linear(cfg.dim_feedforward, cfg.dim_model)
+        self.norm1 = nn.LayerNorm(cfg.dim_model)
+        self.norm2 = nn.LayerNorm(cfg.dim_model)
+        self.norm3 = nn.LayerNorm(cfg.dim_model)
+        self.dropout1 = Dropout(cfg.dropout)
+        self.dropout2 = Dropout(cfg.dropout)
+        self.dropout3 = Dropout(cfg.dropout)
+        self.activation = ACTIVATION_FUNCTIONS[cfg.feedforward_activation]
+        self.pre_norm = cfg.pre_norm
+
+    def forward(
+        self, x: Tensor, memory: Tensor, pos: Tensor, memory_pos: Tensor, memory_mask: Tensor | None = None
+    ) -> Tensor:
+        h = self.norm1(x) if self.pre_norm else x
+        qk = _with_pos(h, pos)
+        x = x + self.dropout1(self.self_attn(qk, qk, h))
+        if not self.pre_norm:
+            x = self.norm1(x)
+        h = self.norm2(x) if self.pre_norm else x
+        x = x + self.dropout2(
+            self.multihead_attn(_with_pos(h, pos), _with_pos(memory, memory_pos), memory, memory_mask)
+        )
+        if not self.pre_norm:
+            x = self.norm2(x)
+        h = self.norm3(x) if self.pre_norm else x
+        x = x + self.dropout3(self.linear2(self.dropout(self.activation(self.linear1(h)))))
+        return x if self.pre_norm else self.norm3(x)
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: ACTPolicyConfig, n_layers: int):
+        super().__init__()
+        self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(n_layers))
+        self.norm = nn.LayerNorm(cfg.dim_model) if cfg.pre_norm else nn.Identity()
+
+    def forward(
+        self, x: Tensor, pos: Tensor | None = None, key_padding_mask: Tensor | None = None, n_out: int | None = None
+    ) -> Tensor:
+        """The encoded tokens; with `n_out` only the first `n_out`, whose last layer then skips the others'
+        attention queries and feed-forward (the VAE encoder reads its [cls] token only)."""
+        for i, layer in enumerate(self.layers):
+            x = layer(x, pos, key_padding_mask, n_out if i == len(self.layers) - 1 else None)
+        return self.norm(x)
+
+
+class Decoder(nn.Module):
+    """All `n_decoder_layers` are used (the original ACT code ran only the first of its 7)."""
+
+    def __init__(self, cfg: ACTPolicyConfig):
+        super().__init__()
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.n_decoder_layers))
+        self.norm = nn.LayerNorm(cfg.dim_model)
+
+    def forward(
+        self, x: Tensor, memory: Tensor, pos: Tensor, memory_pos: Tensor, memory_mask: Tensor | None = None
+    ) -> Tensor:
+        for layer in self.layers:
+            x = layer(x, memory, pos, memory_pos, memory_mask)
+        return self.norm(x)
+
+
+def sinusoidal_1d(n_positions: int, dim: int) -> Tensor:
+    """(n_positions, dim) fixed embedding of "Attention is all you need"; sin on even dims, cos on odd."""
+    position = torch.arange(n_positions, dtype=torch.float64)[:, None]
+    angle = position / torch.pow(10000.0, 2 * (torch.arange(dim) // 2) / dim).to(torch.float64)
+    table = torch.where(torch.arange(dim) % 2 == 0, angle.sin(), angle.cos())
+    return table.float()
+
+
+@lru_cache(maxsize=16)
+def sinusoidal_2d(height: int, width: int, dim: int) -> Tensor:
+    """(dim, height, width) embedding of a feature map: dim/2 channels for rows, dim/2 for columns.
+
+    Positions run 1..n and are scaled to (0, 2pi], as in the original ACT (DETR) code.
+    """
+    half = dim // 2
+    two_pi = 2 * math.pi
+    rows = torch.arange(1, height + 1, dtype=torch.float32)
+    cols = torch.arange(1, width + 1, dtype=torch.float32)
+    rows = rows / (rows[-1:] + 1e-6) * two_pi
+    cols = cols / (cols[-1:] + 1e-6) * two_pi
+    inv_freq = 10000 ** (2 * (torch.arange(half, dtype=torch.float32) // 2) / half)
+    even = torch.arange(half) % 2 == 0
+
+    def embed(p: Tensor) -> Tensor:
+        angle = p[:, None] / inv_freq
+        return torch.where(even, angle.sin(), angle.cos())
+
+    row_emb = embed(rows)[:, None, :].expand(height, width, half)
+    col_emb = embed(cols)[None, :, :].expand(height, width, half)
+    return torch.cat([row_emb, col_emb], dim=-1).permute(2, 0, 1).contiguous()
