@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install train test test-fast bench bench-kill lint clean
+.PHONY: install train test test-fast bench bench-kill lint docs clean
 
 install: $(STAMP)
 
@@ -36,5 +36,10 @@ bench-kill: install
 lint: install
 	$(PY) -m ruff check src tests bench train.py
 
+## The documentation site (MkDocs + Material, docs/ and mkdocs.yml) into site/; a warning fails the build.
+## The configuration reference page is generated from the config schemas on every build (docs/hooks.py).
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
 clean:
-	rm -rf outputs multirun .pytest_cache .ruff_cache src/*.egg-info
+	rm -rf outputs multirun site .pytest_cache .ruff_cache src/*.egg-info
