@@ -400,6 +400,12 @@ def groups() -> dict[str, list[str]]:
     return found
 
 
+def option_file(group: str, option: str | None) -> Path | None:
+    """conf/<group>/<option>.yaml, if the option is a file there (an option may also be a stored node)."""
+    path = CONF / group / f"{option}.yaml"
+    return path if option and path.is_file() else None
+
+
 def default_choice(config_name: str, group: str) -> tuple[bool, str | None]:
     """Whether a primary config's defaults list names `group`, and its default option there."""
     for entry in defaults_list(CONF / f"{config_name}.yaml"):
@@ -421,8 +427,8 @@ def primary_section(name: str, cfg: DictConfig, group_names: set[str], train_key
     skipped: list[str] = []
     for head, group_rows in top.items():
         subtree = len(group_rows) > 1 or group_rows[0].key != head
-        if head == "hydra" or (head in group_names and default_choice(name, head)[1]):
-            continue
+        if head == "hydra" or option_file(head, default_choice(name, head)[1]):
+            continue  # in its option's section
         if name != "train" and subtree and all(r.key in train_keys for r in group_rows):
             skipped.append(head)
             continue
@@ -436,8 +442,8 @@ def primary_section(name: str, cfg: DictConfig, group_names: set[str], train_key
     for group in sorted(group_names):
         named, option = default_choice(name, group)
         if named:
-            target = f"[`{group}={option}`](#{anchor(group, option)})" if option else f"`{group}`: none"
-            chosen.append(target)
+            target = f"`{group}={option}`" if option else f"`{group}`: none"
+            chosen.append(f"[{target}](#{anchor(group, option)})" if option_file(group, option) else target)
     if chosen:
         lines += ["", "Its config groups, with the default option: " + ", ".join(chosen) + "."]
     if skipped:
@@ -467,7 +473,7 @@ def option_section(group: str, option: str, primary: str) -> list[str]:
         for entry in defaults_list(path)
         if isinstance(entry, dict)
         for k, v in entry.items()
-        if k.startswith("override") and v and (CONF / k.split()[-1].lstrip("/") / f"{v}.yaml").is_file()
+        if k.startswith("override") and option_file(k.split()[-1].lstrip("/"), v)
     ]
     if selects:
         lines += ["Selects " + ", ".join(selects) + ".", ""]
