@@ -3,7 +3,8 @@
 
 Two layouts:
 - lerobot 0.4: config.json, model.safetensors (`model.*` only) and the processors, policy_preprocessor.json /
-  policy_postprocessor.json with their normaliser state files; read with LeRobot's own loader.
+  policy_postprocessor.json with their normaliser state files; only LeRobot's own ACT steps are accepted and
+  only the (un)normaliser is built, with LeRobot's class (actlab.lerobot_io.processors).
 - lerobot <= 0.3 (e.g. lerobot/act_aloha_sim_transfer_cube_human): no processors; model.safetensors also
   holds the statistics as `normalize_inputs.buffer_<key with . as _>.<stat>` and
   `unnormalize_outputs.buffer_action.<stat>` (and `normalize_targets.*`, the same action statistics).
@@ -28,6 +29,7 @@ from actlab.config.policy import ACTIVATIONS, ACTPolicyConfig
 from actlab.errors import ActlabError, reason
 from actlab.features import PolicyFeature
 from actlab.lerobot_io.features import SHARED_FIELDS, from_lerobot_features
+from actlab.lerobot_io.processors import load_normalizer_step
 from actlab.policy.files import CONFIG_NAME, WEIGHTS_NAME, read_weights
 from actlab.policy.normalize import EPS
 
@@ -108,12 +110,11 @@ def policy_config(data: dict[str, Any], source: Path) -> ACTPolicyConfig:
 
 
 def processor_stats(directory: Path, config: ACTPolicyConfig) -> dict[str, Stats]:
-    """Statistics of the lerobot 0.4 layout: inputs from the preprocessor's NormalizerProcessorStep, the
-    action from the postprocessor's UnnormalizerProcessorStep."""
-    from lerobot.processor import NormalizerProcessorStep, UnnormalizerProcessorStep
-
-    normalizer = processor_step(directory, PREPROCESSOR, NormalizerProcessorStep)
-    unnormalizer = processor_step(directory, POSTPROCESSOR, UnnormalizerProcessorStep)
+    """Statistics of the lerobot 0.4 layout: inputs from the preprocessor's normaliser step, the action from
+    the postprocessor's unnormaliser step (actlab.lerobot_io.processors: no other step is built, and a folder
+    naming anything but LeRobot's own ACT steps is refused before it is imported)."""
+    normalizer = processor_step(directory, PREPROCESSOR, "normalizer_processor")
+    unnormalizer = processor_step(directory, POSTPROCESSOR, "unnormalizer_processor")
     stats = {
         key: step_stats(normalizer, key, f, True, directory / PREPROCESSOR) for key, f in config.input_features.items()
     }
@@ -122,35 +123,15 @@ def processor_stats(directory: Path, config: ACTPolicyConfig) -> dict[str, Stats
     return stats
 
 
-def processor_step(directory: Path, filename: str, step_type: type) -> Any:
-    """The first `step_type` step of a processor pipeline, loaded by LeRobot's PolicyProcessorPipeline.
-
-    Its device step is moved to the CPU: a pipeline saved on a GPU machine names "cuda", which LeRobot
-    refuses to load where there is none (the statistics do not depend on it)."""
-    from lerobot.processor import PolicyProcessorPipeline
-
+def processor_step(directory: Path, filename: str, name: str) -> Any:
+    """The first `name` step of the processor pipeline `filename`, as LeRobot's class builds it."""
     path = directory / filename
     if not path.is_file():
         raise ActlabError(
             f"{path} is missing: a LeRobot ACT folder has {PREPROCESSOR} and {POSTPROCESSOR} (lerobot 0.4), or "
             f"normalisation buffers in {WEIGHTS_NAME} (lerobot <= 0.3)"
         )
-    try:
-        steps = json.loads(path.read_text())["steps"]
-        overrides = {"device_processor": {"device": "cpu"}} if _has_step(steps, "device_processor") else {}
-        pipeline = PolicyProcessorPipeline.from_pretrained(directory, config_filename=filename, overrides=overrides)
-    except Exception as e:  # noqa: BLE001 - JSON, safetensors and LeRobot's own errors all mean a damaged folder
-        raise ActlabError(f"{path}: LeRobot cannot load it ({reason(e)})") from None
-    found = [step for step in pipeline.steps if isinstance(step, step_type)]
-    if not found:
-        raise ActlabError(f"{path}: no {step_type.__name__}; expected the processor of a LeRobot ACT policy")
-    return found[0]
-
-
-def _has_step(steps: Any, registry_name: str) -> bool:
-    return isinstance(steps, list) and any(
-        isinstance(s, dict) and s.get("registry_name") == registry_name for s in steps
-    )
+    return load_normalizer_step(path, name)
 
 
 def step_stats(step: Any, key: str, feature: PolicyFeature, is_input: bool, source: Path) -> Stats:
