@@ -105,3 +105,26 @@ def _finite(key: str, tensor: torch.Tensor) -> torch.Tensor:
     if not torch.isfinite(tensor).all():
         raise ObservationError(f"'{key}' holds NaN or Inf")
     return tensor
+
+
+def check_action(action: Any, dim: int | None, bounds: tuple[np.ndarray, np.ndarray] | None = None) -> str | None:
+    """Why `action`, an (A,) action or a (T, A) chunk of them, must not reach a robot or a simulator, or
+    None when it may: not numbers, not `dim` values per action, NaN or Inf, or a value outside `bounds`
+    (low, high: the clipping range, so an action already clipped fails only where the range itself is
+    broken). The one check before a control loop sends an action, a server replies, or a rollout steps."""
+    a = np.asarray(action)
+    if a.dtype.kind not in "biuf":
+        return f"has dtype {a.dtype}; expected numbers"
+    if a.ndim not in (1, 2) or a.shape[-1] == 0 or (dim is not None and a.shape[-1] != dim):
+        return f"has shape {list(a.shape)}; expected {dim or 'A'} values per action"
+    if not np.isfinite(a).all():
+        return "holds NaN or Inf"
+    if bounds is not None:
+        low, high = (np.asarray(b, np.float64) for b in bounds)
+        if low.shape != a.shape[-1:] or high.shape != a.shape[-1:]:
+            return f"has {a.shape[-1]} values but the clipping range has {low.size}"
+        inside = ((a >= low) & (a <= high)).reshape(-1, a.shape[-1]).all(axis=0)
+        if not inside.all():
+            i = int(np.argmin(inside))
+            return f"is outside the clipping range at [{i}] ([{low[i]:.4g}, {high[i]:.4g}])"
+    return None

@@ -11,7 +11,8 @@ A session: the server sends one metadata frame on connect; each request is a map
 keyed by the policy's feature names (images H x W x 3 uint8 as cameras give them, or 3 x H x W float in
 [0, 1]); each reply is {"actions": (chunk, A) float32, "server_timing": {"infer_ms": ...}};
 {"reset": true} starts a new episode (the server forgets the observation history) and is answered
-{"reset": true}.
+{"reset": true}. Actions that fail actlab.features.check_action (NaN, Inf, a wrong length) are never sent:
+the reply is the error frame "error: unsafe actions: ...".
 """
 
 from __future__ import annotations
@@ -34,6 +35,13 @@ MAX_DIMS = 8
 
 class ProtocolError(ActlabError):
     """A request the server cannot act on: answered with an error frame; the connection stays open."""
+
+
+UNSAFE_ACTIONS = "unsafe actions"  # how the error frame for actions that must not reach a robot starts
+
+
+class UnsafeActions(ActlabError):
+    """The policy's actions for a request failed check_action: answered with an error frame, never sent."""
 
 
 def _pack(obj: Any) -> Any:

@@ -3,7 +3,8 @@
 - Safe by default: binds 127.0.0.1; with `serve.api_key` (or $ACTLAB_API_KEY) a connection needs the header
   `Authorization: Api-Key <key>` (what openpi-client sends), and binding another address without a key
   warns; frames above `serve.max_message_mb` close that connection; a malformed request gets an error
-  frame naming the problem and the connection stays open.
+  frame naming the problem and the connection stays open; so does a request whose actions would be unsafe
+  (NaN, Inf, a wrong length: actlab.features.check_action), which are never sent.
 - `GET /healthz` on the same port answers 200 (no key needed: load balancers probe it).
 - Every connection has its own episode state (the observation history, with n_obs_steps > 1); requests of
   all connections are answered one at a time by the main thread (actlab.deploy.inference) while the
@@ -32,9 +33,17 @@ from omegaconf import DictConfig
 
 from actlab.config.entry_points import checkpoint_command
 from actlab.deploy.inference import SameThreadExecutor
-from actlab.deploy.protocol import ProtocolError, apply_key_map, metadata, packb, unpackb
+from actlab.deploy.protocol import (
+    UNSAFE_ACTIONS,
+    ProtocolError,
+    UnsafeActions,
+    apply_key_map,
+    metadata,
+    packb,
+    unpackb,
+)
 from actlab.errors import ActlabError
-from actlab.features import ObservationError, to_policy_batch
+from actlab.features import ObservationError, check_action, to_policy_batch
 from actlab.policy import ACTPolicy
 from actlab.policy.loader import load_policy
 from actlab.policy.selection import ObservationHistory
@@ -48,6 +57,7 @@ class PolicySession:
     def __init__(self, policy: ACTPolicy):
         self.policy = policy
         self.history = ObservationHistory(policy.config.n_obs_steps, list(policy.config.input_features))
+        self.unsafe_replies = 0
 
     def reset(self) -> None:
         self.history.reset()
@@ -120,7 +130,7 @@ class PolicyServer:
             async for message in websocket:
                 try:
                     reply = await self.answer(message, session, loop)
-                except (ProtocolError, ObservationError) as e:
+                except (ProtocolError, ObservationError, UnsafeActions) as e:
                     await websocket.send(f"error: {e}")
                     continue
                 await websocket.send(reply)
@@ -141,6 +151,12 @@ class PolicyServer:
         observation = apply_key_map(request, self.key_map)
         batch = to_policy_batch(observation, self.policy.config.input_features, self.device)
         actions, infer_ms = await asyncio.wrap_future(self.executor.submit(session.infer, batch))
+        problem = check_action(actions, self.policy.config.action_feature.shape[0])
+        if problem:
+            session.unsafe_replies += 1
+            if session.unsafe_replies == 1:  # once per connection: a broken policy would fill the log
+                log.warning(f"the policy's action chunk {problem}: answered with an error frame instead")
+            raise UnsafeActions(f"{UNSAFE_ACTIONS}: the policy's action chunk {problem}")
         return packb({self.actions_key: actions, "server_timing": {"infer_ms": infer_ms}})
 
     async def serve(self, stop: asyncio.Future, ready: asyncio.Future | None = None) -> None:

@@ -22,7 +22,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from actlab.features import check_provides, to_policy_batch
+from actlab.errors import ActlabError
+from actlab.features import check_action, check_provides, to_policy_batch
 from actlab.policy import ACTPolicy
 from actlab.policy.selection import ActionSelector
 from actlab.sim.envs import SimEnv, make_env
@@ -133,6 +134,16 @@ class _Playing:
     steps: int = 0
 
 
+def check_step(action: np.ndarray, dim: int, state: _Playing, seed: int) -> None:
+    """Fails with one line when the policy's action must not reach the simulator (NaN, Inf, a wrong length)."""
+    problem = check_action(action, dim)
+    if problem:
+        raise ActlabError(
+            f"episode {state.episode} (seed {seed + state.episode}), step {state.steps}: the policy's action "
+            f"{problem}; check the checkpoint's weights and statistics"
+        )
+
+
 def run_episodes(
     policy: ACTPolicy,
     runners: list,
@@ -146,6 +157,7 @@ def run_episodes(
     """Plays episodes 0..episodes-1 (episode i from seed + i) on the runners, each until success or
     `max_steps`; returns their results in episode order."""
     selectors = [policy.new_selector() for _ in runners]
+    action_dim = policy.config.action_feature.shape[0]
     playing: dict[int, _Playing] = {}
     results: list[EpisodeResult] = []
     queue = iter(range(episodes))
@@ -170,6 +182,7 @@ def run_episodes(
                 active = sorted(playing)
                 actions = select_actions(policy, [selectors[i] for i in active], [playing[i].obs for i in active])
                 for i, action in zip(active, actions, strict=True):
+                    check_step(action, action_dim, playing[i], seed)
                     runners[i].submit("step", action)
                 for i in active:
                     state = playing[i]
