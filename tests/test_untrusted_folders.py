@@ -1,10 +1,12 @@
 """A folder the user only meant to load runs no code: a LeRobot policy folder whose processor names anything
 but LeRobot's own ACT steps is refused with one line before it is imported or built, by every command that
-loads a policy."""
+loads a policy. And `actlab-export` fails with one line, leaving nothing at OUT, when the policy is not finite
+or OUT cannot be written."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -12,11 +14,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file, save_file
 
 from actlab.errors import ActlabError
+from actlab.export.lerobot import compare_with_lerobot, export_policy
 from actlab.policy import ACTPolicy
+from actlab.policy.lerobot_folder import identity_stats
 from tests.conftest import REPO
-from tests.test_lerobot_policy import DEFAULT_MAPPING, lerobot_policy
+from tests.test_lerobot_policy import DEFAULT_MAPPING, lerobot_policy, tiny_config
 
 PRE = "policy_preprocessor.json"
 REFUSED = "refused: actlab loads only LeRobot's own ACT processor steps and imports nothing a folder names"
@@ -41,7 +47,9 @@ def payload(tmp_path, monkeypatch) -> str:
     (tmp_path / "modules").mkdir()
     (tmp_path / "modules" / f"{name}.py").write_text(PAYLOAD.format(sentinel=str(tmp_path / "sentinel")))
     monkeypatch.syspath_prepend(str(tmp_path / "modules"))
-    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "modules"))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path / "modules"), os.getenv("PYTHONPATH")]))
+    )
     return name
 
 
@@ -181,3 +189,88 @@ def test_untampered_lerobot_folder_still_loads(tmp_path):
     folder = lerobot_folder(tmp_path / "policy")
     policy = ACTPolicy.from_pretrained(folder)
     assert policy.config.chunk_size == 6
+
+
+# ----------------------------------------------------------------------------------- export failures
+@pytest.fixture
+def checkpoint(tmp_path) -> Path:
+    """An exportable actlab policy folder (random weights, identity statistics)."""
+    config = tiny_config()
+    stats = {k: identity_stats(f) for k, f in {**config.input_features, **config.output_features}.items()}
+    ACTPolicy(config, stats).save_pretrained(tmp_path / "checkpoint")
+    return tmp_path / "checkpoint"
+
+
+def test_export_of_nan_weights_is_one_line_naming_the_tensor(tmp_path, checkpoint):
+    weights = load_file(checkpoint / "model.safetensors")
+    name = "model.action_head.weight"
+    weights[name][0, 0] = math.nan
+    save_file(weights, checkpoint / "model.safetensors")
+    with pytest.raises(ActlabError) as e:
+        export_policy(checkpoint, tmp_path / "out")
+    assert str(e.value) == (
+        f"cannot export {checkpoint}: its tensor '{name}' is not finite (NaN or inf); nothing was written"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+
+
+def test_a_nan_action_difference_fails_the_export(tmp_path, checkpoint, monkeypatch):
+    """One NaN action among finite ones: `max(0.0, nan)` is 0.0, so the difference must be NaN-aware."""
+    select_action = ACTPolicy.select_action
+    calls = []
+
+    def second_call_nan(self, observation):
+        action = select_action(self, observation)
+        calls.append(1)
+        return torch.full_like(action, math.nan) if len(calls) == 2 else action
+
+    monkeypatch.setattr(ACTPolicy, "select_action", second_call_nan)
+    with pytest.raises(ActlabError) as e:
+        export_policy(checkpoint, tmp_path / "out")
+    assert str(e.value) == (
+        f"LeRobot's reloaded policy differs from {checkpoint} by up to nan in action units (limit 1e-04); "
+        "nothing was written"
+    )
+    assert len(calls) >= 2 and sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+
+
+@pytest.mark.parametrize("where", ["proc", "file_in_the_way"])
+def test_export_to_a_folder_that_cannot_be_written_is_one_line(tmp_path, checkpoint, where):
+    """Tests run as root, where a read-only mode does not stop writes: /proc refuses new folders to anyone."""
+    if where == "proc":
+        out, parent = Path("/proc/actlab_export_test/out"), "/proc/actlab_export_test"
+        expected = f"FileNotFoundError: [Errno 2] No such file or directory: '{parent}'"
+    else:
+        (tmp_path / "file").write_text("mine")
+        out, parent = tmp_path / "file" / "out", tmp_path / "file"
+        expected = f"FileExistsError: [Errno 17] File exists: '{parent}'"
+    result = subprocess.run(
+        [sys.executable, "-m", "actlab.export.lerobot", str(checkpoint), str(out)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stdout + result.stderr
+    assert result.stderr == f"error: cannot write {out} ({expected}); nothing was written\n"
+    assert not Path(parent).is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"] + (
+        ["file"] if where == "file_in_the_way" else []
+    )
+    if where == "file_in_the_way":
+        assert (tmp_path / "file").read_text() == "mine"
+
+
+def test_compare_with_lerobot_keeps_a_nan_difference(tmp_path, checkpoint, monkeypatch):
+    assert export_policy(checkpoint, tmp_path / "out") <= 1e-4
+    policy = ACTPolicy.from_pretrained(checkpoint)
+    select_action = policy.select_action
+    calls = []
+
+    def second_call_nan(observation):
+        calls.append(1)
+        action = select_action(observation)
+        return torch.full_like(action, math.nan) if len(calls) == 2 else action
+
+    monkeypatch.setattr(policy, "select_action", second_call_nan)
+    assert math.isnan(compare_with_lerobot(policy, tmp_path / "out", steps=4))

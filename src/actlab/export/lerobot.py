@@ -4,8 +4,9 @@ policy as a LeRobot ACT pretrained folder, for lerobot-record, lerobot-eval or f
 
 The folder is written with LeRobot's own classes (ACTConfig, ACTPolicy, make_pre_post_processors and their
 save_pretrained), so its files are exactly what LeRobot writes. Before OUT is published, LeRobot reloads it
-strictly and its select_action is compared with actlab's on random observations; a difference above
-1e-4 (action units) or any other failure leaves nothing at OUT.
+strictly and its select_action is compared with actlab's on random observations; a weight or statistic that
+is not finite, a difference above 1e-4 (action units) or not finite, an OUT that cannot be written, or any
+other failure leaves nothing at OUT.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -160,9 +162,22 @@ def compare_with_lerobot(policy: ACTPolicy, folder: Path, steps: int, batch: int
     for observation in random_observations(policy, steps, batch):
         ours = policy.select_action(observation)
         theirs = postprocessor(lerobot_policy.select_action(preprocessor(dict(observation))))
-        diff = max(diff, float((ours - theirs).abs().max()))
+        step = float((ours - theirs).abs().max())
+        if math.isnan(step):  # max(diff, nan) would keep diff
+            diff = step
+            break
+        diff = max(diff, step)
     policy.reset()
     return diff
+
+
+def check_finite(policy: ACTPolicy, checkpoint: str | Path) -> None:
+    """Refuses, naming the first one, a weight or normalisation statistic that is NaN or infinite."""
+    for name, tensor in policy.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ActlabError(
+                f"cannot export {checkpoint}: its tensor '{name}' is not finite (NaN or inf); nothing was written"
+            )
 
 
 def export_policy(checkpoint: str | Path, out: str | Path) -> float:
@@ -173,22 +188,25 @@ def export_policy(checkpoint: str | Path, out: str | Path) -> float:
     if out.exists():
         raise ActlabError(f"{out} already exists; choose a new folder")
     policy = ACTPolicy.from_pretrained(checkpoint)
+    check_finite(policy, checkpoint)
     lerobot_policy, preprocessor, postprocessor = to_lerobot(policy)
     # Past the queue's refill, and several ensembled steps with temporal ensembling.
     steps = max(policy.config.n_action_steps + 1, 4)
-    remove_stale(out.parent, out.name)
     try:
+        remove_stale(out.parent, out.name)
         with atomic_dir(out) as tmp:
             for part in (lerobot_policy, preprocessor, postprocessor):
                 part.save_pretrained(tmp)
             diff = compare_with_lerobot(policy, tmp, steps)
-            if not diff <= TOLERANCE:
+            if not diff <= TOLERANCE:  # also a NaN difference
                 raise ActlabError(
                     f"LeRobot's reloaded policy differs from {checkpoint} by up to {diff:.2e} in action units "
                     f"(limit {TOLERANCE:.0e}); nothing was written"
                 )
-    except FileExistsError:
-        raise ActlabError(f"{out} already exists; choose a new folder") from None
+    except OSError as e:  # a read-only or virtual file system (/proc), a file where a folder should be, a full disk
+        if isinstance(e, FileExistsError) and out.exists():
+            raise ActlabError(f"{out} already exists; choose a new folder") from None
+        raise ActlabError(f"cannot write {out} ({reason(e)}); nothing was written") from None
     return diff
 
 
