@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from actlab.config.schema import DatasetConfig
+from actlab.config.datasets import LeRobotDatasetConfig
 from actlab.data.datamodule import episode_frames, split_episodes
 from actlab.data.formats import load_store
 from actlab.data.windows import ChunkWindows
@@ -15,7 +15,7 @@ from tests.conftest import write_lerobot_dataset
 
 
 def load(root, tmp_path, **kw):
-    return load_store(DatasetConfig(name="test", root=str(root), **kw), tmp_path / "cache")
+    return load_store(LeRobotDatasetConfig(name="test", root=str(root), **kw), tmp_path / "cache")
 
 
 def test_state_only_dataset(state_dataset, tmp_path):

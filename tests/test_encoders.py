@@ -103,7 +103,7 @@ def test_encoders_bring_their_input_normalisation():
 
 def test_parameter_counts_per_encoder():
     counts = {
-        name: sum(p.numel() for p in build_backbone({**cfg, "depth": 50}).parameters())
+        name: sum(p.numel() for p in build_backbone({**cfg, "depth": 50} if name == "pri3d" else cfg).parameters())
         for name, cfg in ENCODERS.items()
     }
     # torchvision trunks without fc (frozen BatchNorm statistics are buffers), open_clip's ViT-B/32 tower
@@ -167,7 +167,7 @@ def test_group_norm_trunk_normalises_trains_and_round_trips(tmp_path):
     assert "model.backbone.bn1.weight" in changed and "model.backbone.layer4.1.bn2.bias" in changed
     policy.eval().save_pretrained(tmp_path / "policy")
     loaded = ACTPolicy.from_pretrained(tmp_path / "policy")
-    assert loaded.config.encoder["norm"] == "group_norm"
+    assert loaded.config.encoder.norm == "group_norm"
     obs = random_obs(policy.config.input_features, 2)
     assert torch.equal(policy.predict_action_chunk(obs), loaded.predict_action_chunk(obs))
 

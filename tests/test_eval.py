@@ -69,10 +69,10 @@ def test_dataset_replay_metrics_match_a_hand_computation(tmp_path, checkpoint, d
     held_out = split_episodes(5, 0.4, 1000)[1].tolist()  # the training run's validation episodes
     assert metrics["episodes"] == held_out and len(held_out) == 2
 
-    from actlab.config.schema import DatasetConfig
+    from actlab.config.datasets import LeRobotDatasetConfig
     from actlab.data.formats import load_store
 
-    store = load_store(DatasetConfig(name="ds", root=str(dataset)), tmp_path / "cache")
+    store = load_store(LeRobotDatasetConfig(name="ds", root=str(dataset)), tmp_path / "cache")
     recorded = np.concatenate(
         [store.arrays["action"][store.episode_starts[e] : store.episode_ends[e]] for e in held_out]
     )

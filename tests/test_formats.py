@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from actlab.config.schema import AugmentConfig, DatasetConfig
+from actlab.config.datasets import AugmentConfig, DatasetConfig, dataset_formats
 from actlab.data.augment import ImageAugment
 from actlab.data.convert import write_lerobot
 from actlab.data.formats import load_store
@@ -21,7 +21,7 @@ LENGTHS = [5, 9, 4]
 
 
 def load(tmp_path, root, fmt="npy", **kw):
-    return load_store(DatasetConfig(name=fmt, format=fmt, root=str(root), **kw), tmp_path / "cache")
+    return load_store(dataset_formats()[fmt](name=fmt, root=str(root), **kw), tmp_path / "cache")
 
 
 @pytest.mark.parametrize("layout", ["folder", "npz", "dicts", "dict_of_arrays", "flat", "flat_raw"])

@@ -416,7 +416,7 @@ def test_lerobot_04_folder_imports_with_lerobots_actions(tmp_path, mapping):
         text = (tmp_path / name).read_text().replace('"device": "cpu"', '"device": "cuda"')
         (tmp_path / name).write_text(text)
     ours = ACTPolicy.from_pretrained(tmp_path)
-    assert ours.config.chunk_size == 6 and ours.config.encoder["name"] == "resnet18"
+    assert ours.config.chunk_size == 6 and ours.config.encoder.name == "resnet18"
     observations = raw_observations(steps=7)
     assert max_diff(actlab_actions(ours, observations), lerobot_actions(policy, pre, post, observations)) <= 1e-5
 
@@ -556,10 +556,10 @@ def test_init_from_starts_training_from_the_folders_weights_with_this_datas_stat
     ours, theirs = model_weights(final), model_weights(camera_checkpoint)
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
     mean, _ = ACTPolicy.from_pretrained(final).normalizer.mean_std("action")
-    from actlab.config.schema import DatasetConfig
+    from actlab.config.datasets import LeRobotDatasetConfig
     from actlab.data.formats import load_store
 
-    stats = load_store(DatasetConfig(name="x", root=str(other_data)), tmp_path / "cache").stats["action"]
+    stats = load_store(LeRobotDatasetConfig(name="x", root=str(other_data)), tmp_path / "cache").stats["action"]
     np.testing.assert_allclose(mean.numpy(), stats["mean"], rtol=1e-6)  # the new dataset's statistics
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from actlab.config.schema import EnvConfig
+from actlab.config.envs import RobosuiteEnvConfig
 from actlab.policy import ACTPolicy
 from actlab.sim.envs import make_env
 from actlab.training.train import train
@@ -28,7 +28,7 @@ LIFT = dict(
 
 
 def test_lift_adapter_speaks_the_batch_convention():
-    env = make_env(EnvConfig(**LIFT, cameras=["agentview"], image_size=[48, 64]))
+    env = make_env(RobosuiteEnvConfig(**LIFT, cameras=["agentview"], image_size=[48, 64]))
     try:
         obs = env.reset(seed=0)
         assert {k: v.shape for k, v in obs.items()} == {
@@ -112,7 +112,7 @@ def test_image_quickstart_trains_from_cameras_without_the_cube_pose(tmp_path):
     assert "observation.environment_state" not in info["features"]
     # stored losslessly: trained on exactly the pixels the rollouts render
     assert info["features"]["observation.images.agentview"]["dtype"] == "image" and not (dataset / "videos").exists()
-    assert policy.config.encoder["norm"] == "group_norm" and policy.config.encoder["pretrained"] is None
+    assert policy.config.encoder.norm == "group_norm" and policy.config.encoder.pretrained is None
 
 
 def test_without_a_final_evaluation_the_last_rollouts_are_the_sweepers_metric(tmp_path):
@@ -139,10 +139,10 @@ def test_in_training_evaluations_record_videos_and_log_them(tmp_path):
 def test_recorder_processes_write_the_same_dataset_as_one_process(tmp_path):
     import pandas as pd
 
-    from actlab.config.schema import DemoCollectionConfig
+    from actlab.config.datasets import DemoCollectionConfig
     from actlab.sim.collect import ensure_demonstrations
 
-    env = EnvConfig(**LIFT, cameras=["agentview"], image_size=[16, 16])
+    env = RobosuiteEnvConfig(**LIFT, cameras=["agentview"], image_size=[16, 16])
     roots = []
     for workers in (1, 2):
         collect = DemoCollectionConfig(episodes=3, action_noise=0.1, video=False, workers=workers)
@@ -162,7 +162,7 @@ def test_training_evaluations_in_worker_processes_match_in_process_ones(tmp_path
     run_dir = quickstart(tmp_path, "env.eval_workers=2", "env.eval_freq=0", "env.final_eval_episodes=3")
     final = json.loads((run_dir / "eval" / "final_metrics.json").read_text())
     policy = ACTPolicy.from_pretrained(run_dir / "checkpoints" / "final")
-    runner = SimRunner(EnvConfig(**{**LIFT, "max_steps": 30}), 3, 30, final["seed"])
+    runner = SimRunner(RobosuiteEnvConfig(**{**LIFT, "max_steps": 30}), 3, 30, final["seed"])
     try:
         here = runner.run(policy)
     finally:

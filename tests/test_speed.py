@@ -17,7 +17,7 @@ from actlab.config.compose import check_hardware
 from actlab.errors import ActlabError
 from actlab.policy.runtime import resolve_precision
 from actlab.policy.transformer import Dropout, _attention_with_dropout, cpu_dropout
-from actlab.training import train as train_module
+from actlab.training import trainer as train_module
 from tests.test_train import read_metrics, run
 
 

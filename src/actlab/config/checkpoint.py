@@ -1,10 +1,12 @@
 """A checkpoint folder as the start of a command: the entry points that use a trained policy (actlab-eval,
 actlab-serve, actlab-deploy) take `checkpoint=<folder>` and the settings of the run that trained it.
 
-The run's settings (model, encoder, dataset, env, policy, seed, data paths, from `hyperparameters.json`)
-are registered in Hydra's ConfigStore as `checkpoint_run` before Hydra composes the entry point's config,
-which lists it in its defaults: the command line overrides them as usual (`env.final_eval_episodes=100`,
-`env=lift`, `policy.precision=bf16`, `model.n_action_steps=1`, sweeps with `-m`). A folder without a
+The run's settings (from `hyperparameters.json`) are registered in Hydra's ConfigStore before Hydra composes
+the entry point's config: model, policy, seed and data paths as `checkpoint_run`, and the run's encoder,
+dataset and env as the option `checkpoint` of their groups, each typed by its own option's schema (chosen by
+the saved `name`, `format` or `type`). The entry point's defaults list them, so the command line overrides
+them as usual (`env.final_eval_episodes=100`, `policy.precision=bf16`, `model.n_action_steps=1`, sweeps with
+`-m`), and `env=lift` or `dataset=lerobot` picks another option of the group instead. A folder without a
 training run (a LeRobot pretrained folder, a bare policy folder) brings only its architecture.
 """
 
@@ -17,41 +19,62 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-from actlab.config.policy import ACTArchitecture
-from actlab.config.schema import CheckpointRunConfig
+from actlab.config.datasets import LeRobotDatasetConfig, saved_dataset_config
+from actlab.config.encoders import ResNet18EncoderConfig
+from actlab.config.envs import NoEnvConfig, env_config
+from actlab.config.options import SCHEMAS, typed
+from actlab.config.policy import ARCHITECTURE_KEYS
+from actlab.config.schema import ModelConfig, PolicyRuntimeConfig
+from actlab.errors import ActlabError
 
-RUN_GROUPS = ("model", "encoder", "dataset", "env", "policy")
-INFERENCE_KEYS = ("n_action_steps", "temporal_ensemble_coeff")  # the model keys a trained policy may change
+RUN_GROUPS = ("encoder", "dataset", "env")  # stored as the option `checkpoint` of their config group
 
 
 def checkpoint_run_config(folder: Path) -> dict[str, Any]:
-    """The settings the checkpoint's training run used, as far as evaluation needs them."""
+    """The settings the checkpoint's training run used, as far as evaluation needs them: plain values for
+    `checkpoint_run` and typed nodes for the groups of RUN_GROUPS. Keys an older run saved that its
+    options' schemas lack (older versions saved every key of every option) are left out."""
     hyperparameters = folder / "hyperparameters.json"
     if hyperparameters.is_file():
         run = json.loads(hyperparameters.read_text())
-        schema = {f.name: f for f in fields(CheckpointRunConfig)}
-        out: dict[str, Any] = {}
-        for group in RUN_GROUPS:
-            known = {f.name for f in fields(schema[group].default_factory())}
-            out[group] = {k: v for k, v in run.get(group, {}).items() if k in known}  # older runs: drop the rest
-        out["seed"] = run.get("seed", 1000)
-        out["paths"] = {k: v for k, v in run.get("paths", {}).items() if k in ("data_dir", "cache_dir")}
-        return out
+        encoder = run.get("encoder", {})
+        return {
+            "model": known(ModelConfig, run.get("model", {})),
+            "policy": known(PolicyRuntimeConfig, run.get("policy", {})),
+            "seed": run.get("seed", 1000),
+            "paths": {k: v for k, v in run.get("paths", {}).items() if k in ("data_dir", "cache_dir")},
+            "encoder": typed(SCHEMAS["encoder"][encoder.get("name", "resnet18")], encoder, "encoder"),
+            "dataset": saved_dataset_config(run.get("dataset", {})),
+            "env": env_config(run.get("env", {})),
+        }
     config = folder / "config.json"
     data = json.loads(config.read_text()) if config.is_file() else {}
-    architecture = {f.name: data[f.name] for f in fields(ACTArchitecture) if f.name in data}
-    return {"model": {"name": "checkpoint", **architecture}, "env": {"name": "none"}, "dataset": {"name": "none"}}
+    architecture = {k: data[k] for k in ARCHITECTURE_KEYS if k in data}
+    return {"model": {"name": "checkpoint", **architecture}, **empty_run()}
+
+
+def empty_run() -> dict[str, Any]:
+    """The groups of a checkpoint without a training run (or of no checkpoint)."""
+    return {"encoder": ResNet18EncoderConfig(), "dataset": LeRobotDatasetConfig(name="none"), "env": NoEnvConfig()}
+
+
+def known(schema: type, values: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(schema)}
+    return {k: v for k, v in values.items() if k in names}
 
 
 def register_checkpoint(checkpoint: str | None) -> None:
-    """Stores the checkpoint's run settings as the `checkpoint_run` config; an unreadable checkpoint
-    stores nothing, and `evaluate` reports it."""
+    """Stores the checkpoint's run settings as the `checkpoint_run` config and its groups' `checkpoint`
+    options; an unreadable checkpoint stores none of its settings, and the command reports it."""
     node: dict[str, Any] = {}
     if checkpoint:
         try:
             node = checkpoint_run_config(Path(checkpoint).expanduser())
-        except (OSError, ValueError):
+        except (OSError, ValueError, TypeError, KeyError, ActlabError):
             node = {}
+    node = {**empty_run(), **node}
+    for group in RUN_GROUPS:
+        ConfigStore.instance().store(group=group, name="checkpoint", node=node.pop(group))
     ConfigStore.instance().store(name="checkpoint_run", node=node)
 
 

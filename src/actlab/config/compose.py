@@ -8,8 +8,10 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
+from actlab.config.options import check_node
+from actlab.config.policy import check_architecture
 from actlab.config.schema import register_configs
 from actlab.errors import ActlabError
 
@@ -47,40 +49,15 @@ def compose_eval(overrides: list[str], output_dir: str | Path, config_name: str 
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Rules across keys that a schema cannot express (e.g. temporal ensembling needs n_action_steps=1);
-    `train.py` applies them as soon as Hydra has composed the config, before any data is read."""
-    from actlab.config.policy import check_architecture
-    from actlab.policy.encoders import check_encoder
-    from actlab.policy.runtime import SETTINGS as PRECISIONS
-
+    """The ranges and choices of every group (each schema's `check()`) and the rules across keys that a
+    schema cannot express (e.g. temporal ensembling needs n_action_steps=1); `train.py` applies them as soon
+    as Hydra has composed the config, before any data is read."""
     check_architecture(cfg.model)
-    check_encoder(cfg.encoder)
-    if cfg.policy.precision not in PRECISIONS:
-        raise ActlabError(f"policy.precision={cfg.policy.precision!r} is not one of {list(PRECISIONS)}")
-    check_formats(cfg)
-    check_workers(cfg)
+    for group in ("encoder", "policy", "dataset", "env"):
+        check_node(cfg[group])
     check_optimized_metric(cfg)
     if cfg.resume and cfg.get("init_from"):
         raise ActlabError("resume= continues a run with its own weights; init_from= starts a new one: pass one of them")
-
-
-def check_formats(cfg: DictConfig) -> None:
-    from actlab.data.formats import FORMATS
-    from actlab.sim.envs import ENVS
-
-    if cfg.dataset.format not in FORMATS:
-        raise ActlabError(f"dataset.format={cfg.dataset.format!r} is not one of {sorted(FORMATS)}")
-    if cfg.env.type != "none" and cfg.env.type not in ENVS:
-        raise ActlabError(f"env.type={cfg.env.type!r} is not one of {['none', *sorted(ENVS)]}")
-    if cfg.env.type != "none":
-        ENVS[cfg.env.type].check_config(cfg.env)
-
-
-def check_workers(cfg: DictConfig) -> None:
-    for key in ("env.eval_workers", "dataset.collect.workers"):
-        count = OmegaConf.select(cfg, key)
-        if count is not None and (not isinstance(count, int) or count < 1):
-            raise ActlabError(f"{key}={count}: expected a number of simulator processes >= 1")
 
 
 def check_hardware(trainer: DictConfig) -> None:

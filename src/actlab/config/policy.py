@@ -1,7 +1,7 @@
 """The policy's own configuration: what it reads, what it outputs, and its architecture.
 
 Saved as `config.json` beside `model.safetensors`, so a checkpoint folder alone rebuilds the policy.
-Field names follow LeRobot's ACTConfig.
+Field names follow LeRobot's ACTConfig; the encoder is the `encoder` group's schema (actlab.config.encoders).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from actlab.config.encoders import EncoderConfig, ResNet18EncoderConfig, encoder_config
+from actlab.config.options import AT_INFERENCE, SHAPES_WEIGHTS, keys_with
 from actlab.errors import ActlabError
 from actlab.features import ACTION, OBS_ENV_STATE, OBS_STATE, PolicyFeature, as_feature
 
@@ -20,32 +22,43 @@ ACTIVATIONS = ("relu", "gelu", "glu")  # model.feedforward_activation (actlab.po
 
 @dataclass
 class ACTArchitecture:
-    """The ACT hyper-parameters, shared by the `model` config group and the policy's own config."""
+    """The ACT hyper-parameters, shared by the `model` config group and the policy's own config. Each key says
+    what it is to a trained policy: SHAPES_WEIGHTS (its weights fit only the value they were trained with),
+    AT_INFERENCE (may change when it acts), or neither (the training recipe, or behaviour fixed by training)."""
 
-    n_obs_steps: int = 1
-    chunk_size: int = 100
-    n_action_steps: int = 100
-    dim_model: int = 512
-    n_heads: int = 8
-    dim_feedforward: int = 3200
+    n_obs_steps: int = field(default=1, metadata=SHAPES_WEIGHTS)
+    chunk_size: int = field(default=100, metadata=SHAPES_WEIGHTS)
+    n_action_steps: int = field(default=100, metadata=AT_INFERENCE)
+    dim_model: int = field(default=512, metadata=SHAPES_WEIGHTS)
+    n_heads: int = field(default=8, metadata=SHAPES_WEIGHTS)
+    dim_feedforward: int = field(default=3200, metadata=SHAPES_WEIGHTS)
     feedforward_activation: str = "relu"
-    n_encoder_layers: int = 4
-    n_decoder_layers: int = 1
-    pre_norm: bool = False
-    use_vae: bool = True
-    latent_dim: int = 32
-    n_vae_encoder_layers: int = 4
+    n_encoder_layers: int = field(default=4, metadata=SHAPES_WEIGHTS)
+    n_decoder_layers: int = field(default=1, metadata=SHAPES_WEIGHTS)
+    pre_norm: bool = field(default=False, metadata=SHAPES_WEIGHTS)
+    use_vae: bool = field(default=True, metadata=SHAPES_WEIGHTS)
+    latent_dim: int = field(default=32, metadata=SHAPES_WEIGHTS)
+    n_vae_encoder_layers: int = field(default=4, metadata=SHAPES_WEIGHTS)
     dropout: float = 0.1
     kl_weight: float = 10.0
-    temporal_ensemble_coeff: float | None = None
+    temporal_ensemble_coeff: float | None = field(default=None, metadata=AT_INFERENCE)
     loss: str = "l1"  # action reconstruction loss: l1 | l2 (seed 002's action_loss)
+
+
+ARCHITECTURE_KEYS = tuple(f.name for f in fields(ACTArchitecture))  # the model group's keys the policy keeps
+WEIGHT_KEYS = keys_with(ACTArchitecture, SHAPES_WEIGHTS)  # init_from needs them equal
+INFERENCE_KEYS = keys_with(ACTArchitecture, AT_INFERENCE)  # the model keys a trained policy may change
+
+
+def default_encoder() -> EncoderConfig:
+    return ResNet18EncoderConfig(pretrained=None)
 
 
 @dataclass
 class ACTPolicyConfig(ACTArchitecture):
     input_features: dict[str, PolicyFeature] = field(default_factory=dict)
     output_features: dict[str, PolicyFeature] = field(default_factory=dict)
-    encoder: dict[str, Any] = field(default_factory=lambda: {"name": "resnet18", "pretrained": None})
+    encoder: EncoderConfig = field(default_factory=default_encoder)  # a dict (config.json) becomes its schema
     # What deployment needs to know of the training data (optional: older and imported folders lack it).
     fps: float | None = None  # the rate the demonstrations were recorded at
     action_names: list[str] | None = None  # one per action dimension
@@ -54,6 +67,7 @@ class ACTPolicyConfig(ACTArchitecture):
     def __post_init__(self) -> None:
         self.input_features = {k: as_feature(v) for k, v in self.input_features.items()}
         self.output_features = {k: as_feature(v) for k, v in self.output_features.items()}
+        self.encoder = encoder_config(self.encoder)
         self.validate()
 
     def validate(self) -> None:
@@ -131,4 +145,3 @@ def check_architecture(arch: Any) -> None:
         raise ActlabError(f"model.n_obs_steps={arch.n_obs_steps}; expected 1 or more")
     if arch.loss not in LOSSES:
         raise ActlabError(f"model.loss={arch.loss!r} is not one of {list(LOSSES)}")
-

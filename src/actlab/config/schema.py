@@ -1,8 +1,10 @@
-"""Structured-config schemas: one dataclass per config group, registered in Hydra's ConfigStore.
+"""Structured-config schemas of the commands' configs, registered in Hydra's ConfigStore.
 
 `conf/train.yaml` lists `train_schema` first in its defaults, so every group option is merged onto
 these typed nodes: a misspelt key or a value of the wrong type fails at compose time with Hydra's own
-message. Key names follow LeRobot's ACTConfig (model) and Lightning's Trainer (trainer).
+message. The `encoder`, `dataset` and `env` groups have one schema per option (actlab.config.encoders,
+.datasets, .envs): the fields below hold their base classes and each option's yaml brings its own
+subclass. Key names follow LeRobot's ACTConfig (model) and Lightning's Trainer (trainer).
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from actlab.config.datasets import DatasetConfig
+from actlab.config.encoders import EncoderConfig
+from actlab.config.envs import EnvConfig
+from actlab.config.options import store_option_schemas
 from actlab.config.policy import ACTArchitecture
+from actlab.errors import ActlabError
 
 
 @dataclass
@@ -40,97 +47,13 @@ class ModelConfig(ACTArchitecture):
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
 
 
-@dataclass
-class EncoderConfig:
-    """The image backbone (actlab.policy.encoders). Keys an encoder does not use are ignored by it."""
-
-    name: str = "resnet18"  # resnet18 | clip | pri3d
-    pretrained: str | None = "imagenet"  # resnet18: imagenet; clip: openai; pri3d: pri3d; null = random init
-    weights: str | None = None  # local weights file; else the library's cache (torchvision, Hugging Face)
-    freeze: bool = False  # no gradients reach the backbone; its parameters stay out of the optimiser
-    fuse: str = "none"  # none (one token per feature cell per camera) | mean | concat_mlp | gated
-    model_name: str | None = None  # clip: open_clip model (default ViT-B-32)
-    depth: int | None = None  # pri3d: ResNet depth, 50 (default) or 18/34/101
-    replace_final_stride_with_dilation: bool = False  # resnets: layer4 at stride 16 instead of 32
-    norm: str = "frozen_batch_norm"  # resnets: frozen_batch_norm (LeRobot's) | group_norm (random init only)
-    feature_layer: str = "layer4"  # resnets: layer4 (stride 32, LeRobot's) | layer3 (stride 16, the trunk's first 3/4)
-
-
-@dataclass
-class DemoCollectionConfig:
-    """Scripted demonstrations written into a LeRobot dataset when the dataset folder is missing."""
-
-    episodes: int = 50
-    seed: int = 0
-    max_steps: int = 200
-    action_noise: float = 0.0  # std of Gaussian noise on executed actions (recorded actions stay clean)
-    video: bool = True  # cameras stored as mp4 (LeRobot default) or png images
-    workers: int = 1  # simulator processes recording episodes (1 = in this process); same dataset for any count
-
-
-@dataclass
-class AugmentConfig:
-    """Training-split image augmentation (off by default)."""
-
-    enabled: bool = False
-    crop_scale: list[float] = field(default_factory=lambda: [0.85, 1.0])  # crop area fraction, resized back
-    shift: int = 0  # random shift (DrQ): pad by this many edge pixels, crop back to the image size
-    brightness: float = 0.2  # factor drawn from [1 - b, 1 + b]
-    contrast: float = 0.2
-    saturation: float = 0.2
-    hue: float = 0.02  # shift drawn from [-h, h] (fraction of the hue circle)
-
-
-DEFAULT_CAMERA_MAP = {"image_left": "left", "image_right": "right"}  # (npy) the bimanual layout's camera keys
-
-
-@dataclass
-class DatasetConfig:
-    name: str = MISSING
-    format: str = "lerobot"
-    root: str | None = None
-    repo_id: str | None = None
-    cameras: list[str] | None = None  # camera names to use; null = every camera in the data
-    batch_size: int = 8
-    num_workers: int = 0
-    val_split: float = 0.1
-    collect: DemoCollectionConfig | None = None
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    # npy format (LeRobot layouts carry these in meta/info.json)
-    fps: float = 30.0
-    allow_pickle: bool = False  # observations.npy of Python objects needs pickle, which can run code
-    # observation key -> camera name; null = DEFAULT_CAMERA_MAP. Untyped and null by default so that an
-    # override `dataset.camera_map={top_rgb: top}` replaces the map: Hydra merges a map into a typed one
-    # (refusing new keys) and OmegaConf fails to merge into a null typed one. The npy reader checks it.
-    camera_map: Any = None
-    state_key: str = "state"
-
-
-@dataclass
-class EnvConfig:
-    name: str = MISSING
-    type: str = "none"  # none | robosuite | aloha
-    task: str | None = None
-    robot: str = "Panda"
-    control_freq: int = 20
-    cameras: list[str] = field(default_factory=list)
-    image_size: list[int] = field(default_factory=lambda: [96, 96])  # height, width
-    state_keys: list[str] = field(default_factory=list)
-    env_state_keys: list[str] = field(default_factory=list)
-    reward_shaping: bool = True
-    eval_freq: int = 0  # 0 = no evaluation during training
-    eval_episodes: int = 10
-    final_eval_episodes: int = 10
-    eval_workers: int = 1  # simulator processes for the training run's evaluations (1 = in the training process)
-    max_steps: int = 400
-    seed: int = 100_000  # evaluation episode i uses seed + i (demonstrations use other seeds)
-    video_episodes: int = 0  # in-training evaluations record MP4s of their first N episodes (logged too)
-    video_camera: str | None = None  # the camera videos are rendered from (any camera, policy's or not)
-    video_size: list[int] = field(default_factory=lambda: [240, 320])  # height, width of video frames
+ACTLAB_ONLY = {"actlab_only": True}  # field metadata: a trainer key that is not an argument of Lightning's Trainer
 
 
 @dataclass
 class TrainerConfig:
+    """Lightning's Trainer arguments (actlab.training.trainer passes every field not marked ACTLAB_ONLY)."""
+
     accelerator: str = "auto"
     devices: Any = 1
     strategy: str = "auto"
@@ -143,7 +66,11 @@ class TrainerConfig:
     limit_val_batches: Any = 50
     enable_progress_bar: bool = True
     deterministic: bool = False
-    compile: bool = False  # torch.compile the training forward and backward (a few minutes of compiling first)
+    # torch.compile the training forward and backward (a few minutes of compiling first)
+    compile: bool = field(default=False, metadata=ACTLAB_ONLY)
+
+
+POLICY_PRECISIONS = ("auto", "fp32", "bf16")  # policy.precision (actlab.policy.runtime)
 
 
 @dataclass
@@ -152,6 +79,10 @@ class PolicyRuntimeConfig:
 
     precision: str = "fp32"  # fp32 | bf16 (autocast of matmuls and convolutions) | auto (bf16 where native)
     compile: bool = False  # torch.compile the network (first call compiles; needs a C++ compiler on CPU)
+
+    def check(self) -> None:
+        if self.precision not in POLICY_PRECISIONS:
+            raise ActlabError(f"policy.precision={self.precision!r} is not one of {list(POLICY_PRECISIONS)}")
 
 
 @dataclass
@@ -257,6 +188,10 @@ class ControlOptions:
     clip_margin: float = 0.05  # ... widened by this fraction of its width on each side
     max_latency: float = 0.5  # s without a fresh action before the watchdog acts
     on_timeout: str = "hold"  # hold (repeat the last action) | stop
+    request_timeout: float = 2.0  # s a served policy's reply may take before the connection is dropped
+    reconnect: bool = True  # open a lost connection to the policy server again (the loop holds meanwhile)
+    backoff_min: float = 0.1  # s between reconnection attempts: from backoff_min, doubling ...
+    backoff_max: float = 2.0  # ... up to backoff_max
     dry_run: bool = False  # compute actions but never send them
     episodes: int = 1  # episodes to run (a robot without `done` runs until max_steps or Ctrl-C)
     max_steps: int | None = None  # ticks per episode; null = until the robot is done
@@ -309,6 +244,7 @@ def register_configs() -> None:
     # conf/hydra/launcher/joblib.yaml sets the plugin's options; Hydra validates it against the plugin's schema
     # of the same name, as intended, and warns that this will change in a version it never released.
     warnings.filterwarnings("ignore", message=r"(?s).*'hydra/launcher/joblib' is validated against ConfigStore")
+    store_option_schemas()
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)
     ConfigStore.instance().store(name="eval_schema", node=EvalConfig)
     ConfigStore.instance().store(name="serve_schema", node=ServeConfig)

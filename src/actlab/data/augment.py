@@ -13,7 +13,7 @@ import math
 import torch
 from torchvision.transforms.v2 import functional as F  # noqa: N812
 
-from actlab.config.schema import AugmentConfig
+from actlab.config.datasets import AugmentConfig
 from actlab.errors import ActlabError
 
 

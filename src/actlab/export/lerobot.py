@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from actlab.config.encoders import ResNet18EncoderConfig
 from actlab.config.policy import ACTPolicyConfig
 from actlab.errors import ActlabError, reason
 from actlab.features import OBS_ENV_STATE, OBS_STATE
@@ -36,29 +37,26 @@ TOLERANCE = 1e-4  # largest accepted |action difference| between actlab and the 
 
 def check_exportable(config: ACTPolicyConfig) -> None:
     """Refuses, with one line naming the setting, what LeRobot's ACT cannot represent."""
-    encoder = config.encoder.get("name")
-    if encoder != "resnet18":
+    encoder = config.encoder
+    if not isinstance(encoder, ResNet18EncoderConfig):
         raise ActlabError(
-            f"cannot export encoder.name={encoder!r}: LeRobot's ACT is exported with its resnet18 backbone only; "
-            "train with encoder=resnet18"
+            f"cannot export encoder.name={encoder.name!r}: LeRobot's ACT is exported with its resnet18 backbone "
+            "only; train with encoder=resnet18"
         )
-    norm = config.encoder.get("norm") or "frozen_batch_norm"
-    if norm != "frozen_batch_norm":
+    if encoder.norm != "frozen_batch_norm":
         raise ActlabError(
-            f"cannot export encoder.norm={norm!r}: LeRobot's ACT backbone uses frozen batch norm; "
+            f"cannot export encoder.norm={encoder.norm!r}: LeRobot's ACT backbone uses frozen batch norm; "
             "train with encoder.norm=frozen_batch_norm"
         )
-    layer = config.encoder.get("feature_layer") or "layer4"
-    if layer != "layer4":
+    if encoder.feature_layer != "layer4":
         raise ActlabError(
-            f"cannot export encoder.feature_layer={layer!r}: LeRobot's ACT backbone ends at layer4; "
+            f"cannot export encoder.feature_layer={encoder.feature_layer!r}: LeRobot's ACT backbone ends at layer4; "
             "train with encoder.feature_layer=layer4"
         )
-    fuse = config.encoder.get("fuse") or "none"
-    if fuse != "none":
+    if encoder.fuse != "none":
         raise ActlabError(
-            f"cannot export encoder.fuse={fuse!r}: LeRobot's ACT gives every camera one token per feature-map "
-            "cell; train with encoder.fuse=none"
+            f"cannot export encoder.fuse={encoder.fuse!r}: LeRobot's ACT gives every camera one token per "
+            "feature-map cell; train with encoder.fuse=none"
         )
     if config.n_obs_steps != 1:
         raise ActlabError(
@@ -96,7 +94,7 @@ def lerobot_config(config: ACTPolicyConfig) -> Any:
         **{name: getattr(config, name) for name in SHARED_FIELDS},
         vision_backbone="resnet18",
         pretrained_backbone_weights=None,
-        replace_final_stride_with_dilation=bool(config.encoder.get("replace_final_stride_with_dilation", False)),
+        replace_final_stride_with_dilation=config.encoder.replace_final_stride_with_dilation,
         device="cpu",
         normalization_mapping={kind: NormalizationMode.MEAN_STD for kind in NORMALIZED_TYPES},
     )

@@ -41,7 +41,7 @@ class ACT(nn.Module):
         self.cfg = cfg
         dim = cfg.dim_model
         state, env_state, action = cfg.robot_state_feature, cfg.env_state_feature, cfg.action_feature
-        self.fuse = cfg.encoder.get("fuse") or "none"
+        self.fuse = cfg.encoder.fuse
 
         if cfg.use_vae:
             # BERT-like encoder over [cls, robot state?, action chunk] giving the latent's mean and log-var.

@@ -4,14 +4,12 @@ may change after training, `model.n_action_steps` and `model.temporal_ensemble_c
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 
-from actlab.config.checkpoint import INFERENCE_KEYS
-from actlab.config.policy import ACTArchitecture, check_architecture
+from actlab.config.policy import ARCHITECTURE_KEYS, INFERENCE_KEYS, check_architecture
 from actlab.errors import ActlabError
 from actlab.policy.policy import ACTPolicy
 
@@ -45,12 +43,12 @@ def resolve_device(device: str) -> str:
 def apply_inference_settings(policy, model: DictConfig) -> None:
     """`model.n_action_steps` and `model.temporal_ensemble_coeff` change how the policy acts; any other
     model key must be the checkpoint's (it would not fit the weights)."""
-    for f in fields(ACTArchitecture):
-        if f.name in INFERENCE_KEYS or f.name not in model:
+    for key in ARCHITECTURE_KEYS:
+        if key in INFERENCE_KEYS or key not in model:
             continue
-        if model[f.name] != getattr(policy.config, f.name):
+        if model[key] != getattr(policy.config, key):
             raise ActlabError(
-                f"model.{f.name}={model[f.name]} but the checkpoint's policy has {getattr(policy.config, f.name)}; "
+                f"model.{key}={model[key]} but the checkpoint's policy has {getattr(policy.config, key)}; "
                 f"only {', '.join('model.' + k for k in INFERENCE_KEYS)} can change at evaluation"
             )
     for key in INFERENCE_KEYS:

@@ -29,11 +29,11 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from actlab.config.schema import PolicyRuntimeConfig
 from actlab.errors import ActlabError
 from actlab.policy.act import ACT
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
-SETTINGS = ("auto", *PRECISIONS)  # policy.precision: auto picks bf16 where the device runs it natively
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}  # policy.precision (auto resolves to one of them)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -41,8 +41,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     explicit bf16 on a CPU that emulates it warns once (actlab.devices)."""
     from actlab.devices import bf16_is_native, check_bf16
 
-    if precision not in SETTINGS:
-        raise ActlabError(f"policy.precision={precision!r} is not one of {list(SETTINGS)}")
+    PolicyRuntimeConfig(precision=precision).check()
     if precision == "auto":
         return "bf16" if bf16_is_native(device.type) else "fp32"
     if precision == "bf16":

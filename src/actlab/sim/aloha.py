@@ -22,11 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from actlab.config.schema import EnvConfig
+from actlab.config.envs import ALOHA_FPS, EnvConfig, check_size, env_config
 from actlab.errors import ActlabError
 from actlab.features import ACTION, OBS_IMAGES, OBS_STATE, PolicyFeature
 
-FPS = 50  # gym-aloha's control rate (DT = 0.02 s); the public ALOHA datasets are recorded at it
 STATE_DIM = 14
 STATE_NAMES = [
     f"{side}_{joint}"
@@ -98,40 +97,21 @@ def load_physics(xml: str):
     return mujoco.Physics.from_xml_path(str(Path(gym_aloha.__file__).parent / "assets" / xml))
 
 
-def _check_size(key: str, value: Any) -> tuple[int, int]:
-    size = list(value) if value is not None else []
-    if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
-        raise ActlabError(f"{key}={value}: expected [height, width], two positive integers")
-    return int(size[0]), int(size[1])
-
-
 class AlohaEnv:
     """One ALOHA scene in the joint-space control of the ACT paper (what its policies and datasets use)."""
 
     @staticmethod
     def check_config(cfg: EnvConfig) -> None:
-        """What can be checked without building the simulator (also when the config is composed)."""
-        aloha_task(cfg.task)
-        if cfg.control_freq != FPS:
-            raise ActlabError(
-                f"env.control_freq={cfg.control_freq}: the ALOHA simulation runs at {FPS} Hz; expected {FPS}"
-            )
-        _check_size("env.image_size", cfg.image_size)
-        _check_size("env.video_size", cfg.video_size)
-        for key in ("state_keys", "env_state_keys"):
-            if getattr(cfg, key, None):
-                raise ActlabError(
-                    f"env.{key}={list(getattr(cfg, key))}: the ALOHA env's state is its 14 joint positions (robosuite "
-                    "envs choose theirs); expected []"
-                )
+        """What can be checked without building the simulator (the schema's rules, actlab.config.envs)."""
+        env_config(cfg).check()
 
     def __init__(self, cfg: EnvConfig, video: bool = False):
         self.check_config(cfg)
         spec = aloha_task(cfg.task)
-        height, width = _check_size("env.image_size", cfg.image_size)
+        height, width = check_size("env.image_size", cfg.image_size)
         if video and not cfg.video_camera:
             raise ActlabError("videos need env.video_camera (e.g. top)")
-        video_size = _check_size("env.video_size", cfg.video_size) if video else (0, 0)
+        video_size = check_size("env.video_size", cfg.video_size) if video else (0, 0)
         self.cfg = cfg
         self.cameras = list(cfg.cameras)
         import_dm_control(render=bool(self.cameras) or video)
@@ -161,7 +141,7 @@ class AlohaEnv:
         )
         self._views = {cam: mujoco.Camera(self.physics, height, width, cam) for cam in self.cameras}
         self._video = mujoco.Camera(self.physics, *video_size, cfg.video_camera) if video else None
-        self.fps = float(FPS)
+        self.fps = float(ALOHA_FPS)
         self.action_limits = None  # absolute joint positions; the scene's actuators clamp them to their ranges
         self.features = {f"{OBS_IMAGES}.{cam}": PolicyFeature("VISUAL", (3, height, width)) for cam in self.cameras}
         self.features[OBS_STATE] = PolicyFeature("STATE", (STATE_DIM,))

@@ -18,7 +18,8 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from actlab.config.schema import DatasetConfig, DemoCollectionConfig, EnvConfig
+from actlab.config.datasets import DatasetConfig, DemoCollectionConfig
+from actlab.config.envs import EnvConfig
 from actlab.errors import ActlabError
 from actlab.lerobot_io.writer import lerobot_writer
 from actlab.sim.envs import SimEnv, make_env
@@ -81,7 +82,8 @@ def ensure_demonstrations(env_cfg: EnvConfig, collect: DemoCollectionConfig, dat
         else:
             recorders = [InProcess(Recorder(env, EXPERTS[env_cfg.task](), collect))]  # env closed below
         try:
-            collect_demonstrations(env, recorders, collect, root, env_cfg.task, env_cfg.robot)
+            robot_type = getattr(env_cfg, "robot", env_cfg.type)  # an ALOHA env's robot is its type
+            collect_demonstrations(env, recorders, collect, root, env_cfg.task, robot_type)
         finally:
             for recorder in recorders:
                 recorder.close()
@@ -180,6 +182,6 @@ def dataset_config(cfg: DictConfig) -> DatasetConfig:
     """A run config's dataset group as a typed object, with `root` pointing at scripted demonstrations
     (collected first if missing) when the preset collects them (dataset=lift) and no root was given."""
     data: DatasetConfig = OmegaConf.to_object(cfg.dataset)
-    if data.collect is not None and not data.root:
+    if getattr(data, "collect", None) is not None and not data.root:
         data.root = str(ensure_demonstrations(cfg.env, data.collect, Path(cfg.paths.data_dir)))
     return data

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from actlab.config.schema import EnvConfig
+from actlab.config.envs import EnvConfig, env_config
 from actlab.errors import ActlabError
 from actlab.features import ACTION, OBS_ENV_STATE, OBS_IMAGES, OBS_STATE, PolicyFeature
 from actlab.sim.aloha import AlohaEnv
@@ -63,9 +63,8 @@ def import_robosuite(render: bool):
 class RobosuiteEnv:
     @staticmethod
     def check_config(cfg: EnvConfig) -> None:
-        """What can be checked without building the simulator (also when the config is composed)."""
-        if not cfg.task:
-            raise ActlabError("env.task is required for a robosuite env (e.g. Lift)")
+        """What can be checked without building the simulator (the schema's rules, actlab.config.envs)."""
+        env_config(cfg).check()
 
     def __init__(self, cfg: EnvConfig, video: bool = False):
         self.check_config(cfg)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from actlab.config.schema import DEFAULT_CAMERA_MAP, DatasetConfig
+from actlab.config.datasets import DEFAULT_CAMERA_MAP, NpyDatasetConfig
 from actlab.data.frame_cache import cached_frames, fingerprint
 from actlab.data.store import EpisodeStore
 from actlab.errors import ActlabError
@@ -31,7 +31,7 @@ from actlab.features import ACTION, OBS_IMAGES, OBS_STATE, PolicyFeature
 NPY_HEADER = 128  # bytes of a version-1 .npy header for a 2-D float32 array
 
 
-def load_npy(cfg: DatasetConfig, cache_dir: Path) -> EpisodeStore:
+def load_npy(cfg: NpyDatasetConfig, cache_dir: Path) -> EpisodeStore:
     if not cfg.root:
         raise ActlabError(
             "dataset=npy: set dataset.root=/path/to/folder (observations, actions.npy, rollout_length.npy)"
@@ -77,7 +77,7 @@ def load_npy(cfg: DatasetConfig, cache_dir: Path) -> EpisodeStore:
     return _store(root, cfg, features, arrays, lengths)
 
 
-def camera_map_of(cfg: DatasetConfig) -> dict[str, str]:
+def camera_map_of(cfg: NpyDatasetConfig) -> dict[str, str]:
     camera_map = DEFAULT_CAMERA_MAP if cfg.camera_map is None else cfg.camera_map
     if not isinstance(camera_map, dict) or not all(isinstance(v, str) for v in camera_map.values()):
         raise ActlabError(
@@ -206,7 +206,7 @@ def _to_uint8(images: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(images, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
-def _flat_layout(root: Path, cfg: DatasetConfig, lengths: np.ndarray, cache_dir: Path) -> EpisodeStore:
+def _flat_layout(root: Path, cfg: NpyDatasetConfig, lengths: np.ndarray, cache_dir: Path) -> EpisodeStore:
     """Layout 3: flat float32 rows + metadata.txt (cameras first, [0, 1], then the state)."""
     meta = read_metadata(root / "metadata.txt")
     height, width = meta["camera_height"], meta["camera_width"]
@@ -293,7 +293,7 @@ def read_raw_rows(path: Path, rows: int | None) -> np.ndarray:
     return array
 
 
-def _store(root: Path, cfg: DatasetConfig, features, arrays, lengths: np.ndarray) -> EpisodeStore:
+def _store(root: Path, cfg: NpyDatasetConfig, features, arrays, lengths: np.ndarray) -> EpisodeStore:
     ends = np.cumsum(lengths)
     return EpisodeStore(
         name=root.name,

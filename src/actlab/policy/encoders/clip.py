@@ -13,11 +13,11 @@ first use.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
+from actlab.config.encoders import ClipEncoderConfig
 from actlab.errors import ActlabError, reason
 from actlab.policy.encoders.files import OFFLINE, hub_offline, missing_weights, read_weights_file
 
@@ -61,14 +61,10 @@ class CLIPVisionFeatures(nn.Module):
         return pooled
 
 
-def build_clip(cfg: dict[str, Any], load_weights: bool) -> CLIPVisionFeatures:
-    model_name = cfg.get("model_name") or "ViT-B-32"
-    pretrained = cfg.get("pretrained")
-    if pretrained not in (None, "openai"):
-        raise ActlabError(f"encoder.pretrained={pretrained!r}; expected 'openai' or null")
-    backbone = CLIPVisionFeatures(model_name)
-    if load_weights and pretrained:
-        load_clip_weights(backbone.visual, openai_weights_file(model_name, cfg.get("weights")))
+def build_clip(cfg: ClipEncoderConfig, load_weights: bool) -> CLIPVisionFeatures:
+    backbone = CLIPVisionFeatures(cfg.model_name)
+    if load_weights and cfg.pretrained:
+        load_clip_weights(backbone.visual, openai_weights_file(cfg.model_name, cfg.weights))
     return backbone
 
 

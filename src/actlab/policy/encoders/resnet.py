@@ -1,6 +1,7 @@
 """torchvision ResNets: `resnet18` (LeRobot's ACT backbone) and `pri3d`.
 
-Normalisation (`encoder.norm`): `frozen_batch_norm` (LeRobot's and DETR's choice, right for pretrained
+The keys and their rules are the schemas' (actlab.config.encoders). Normalisation (`encoder.norm`):
+`frozen_batch_norm` (LeRobot's and DETR's choice, right for pretrained
 weights, but at random init it is the identity, so the trunk has no normalisation at all) or `group_norm`
 (16 channels per group, as robomimic and Diffusion Policy use for trunks trained from scratch).
 
@@ -22,13 +23,13 @@ from torch import Tensor, nn
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from actlab.config.encoders import Pri3dEncoderConfig, ResNet18EncoderConfig
 from actlab.errors import ActlabError, reason
 from actlab.policy.encoders.files import OFFLINE, hub_offline, missing_weights, read_weights_file
 
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 PRI3D_PREFIX = "backbone.encoder."
-PRI3D_DEPTHS = (18, 34, 50, 101)
 
 
 class ResNetFeatures(IntermediateLayerGetter):
@@ -62,9 +63,6 @@ def load_imagenet_state_dict(arch: str, weights: str | None) -> dict[str, Tensor
         raise ActlabError(missing_weights(what, f"at {cached}", enum.url, why, copy_to=cached)) from None
 
 
-NORMS = ("frozen_batch_norm", "group_norm")
-
-
 def group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(channels // 16, channels)
 
@@ -77,48 +75,6 @@ def resnet_trunk(arch: str, dilation: bool = False, norm: str = "frozen_batch_no
     )
 
 
-def check_dilation(cfg: dict[str, Any], depth: int) -> bool:
-    """`encoder.replace_final_stride_with_dilation`: torchvision dilates bottleneck blocks only (depth >= 50)."""
-    dilation = bool(cfg.get("replace_final_stride_with_dilation"))
-    if dilation and depth < 50:
-        raise ActlabError(
-            f"encoder.replace_final_stride_with_dilation=true needs a ResNet of depth 50 or more (torchvision "
-            f"cannot dilate the basic blocks of resnet{depth}); set it to false"
-        )
-    return dilation
-
-
-def check_norm(cfg: dict[str, Any]) -> str:
-    """`encoder.norm`; group norm only for a trunk trained from scratch (pretrained weights carry batch-norm
-    statistics that group norm would throw away)."""
-    norm = cfg.get("norm") or "frozen_batch_norm"
-    if norm not in NORMS:
-        raise ActlabError(f"encoder.norm={norm!r} is not one of {list(NORMS)}")
-    if norm == "group_norm" and cfg.get("pretrained"):
-        raise ActlabError(
-            f"encoder.norm=group_norm is for a trunk trained from scratch; with encoder.pretrained="
-            f"{cfg.get('pretrained')} use encoder.norm=frozen_batch_norm (or set encoder.pretrained=null)"
-        )
-    return norm
-
-
-FEATURE_LAYERS = ("layer4", "layer3")
-
-
-def check_feature_layer(cfg: dict[str, Any]) -> str:
-    """`encoder.feature_layer`: layer4 (stride 32, LeRobot's) or layer3 (stride 16: a 64x64 image gives 4x4
-    tokens instead of 2x2, from a quarter of the trunk's parameters)."""
-    layer = cfg.get("feature_layer") or "layer4"
-    if layer not in FEATURE_LAYERS:
-        raise ActlabError(f"encoder.feature_layer={layer!r} is not one of {list(FEATURE_LAYERS)}")
-    if layer == "layer3" and cfg.get("replace_final_stride_with_dilation"):
-        raise ActlabError(
-            "encoder.replace_final_stride_with_dilation=true dilates layer4, which encoder.feature_layer=layer3 "
-            "leaves out; set one of them back"
-        )
-    return layer
-
-
 def features(net: torchvision.models.ResNet, image_stats: tuple | None, layer: str = "layer4") -> ResNetFeatures:
     backbone = ResNetFeatures(net, return_layers={layer: "feature_map"})
     channels = net.fc.in_features  # layer4's; every stage halves the channels of the next
@@ -127,16 +83,13 @@ def features(net: torchvision.models.ResNet, image_stats: tuple | None, layer: s
     return backbone
 
 
-def build_resnet18(cfg: dict[str, Any], load_weights: bool) -> ResNetFeatures:
+def build_resnet18(cfg: ResNet18EncoderConfig, load_weights: bool) -> ResNetFeatures:
     """LeRobot's ACT backbone. ImageNet weights expect ImageNet-normalised inputs (LeRobot's
     `use_imagenet_stats`); a randomly initialised one uses the dataset's image statistics."""
-    net = resnet_trunk("resnet18", check_dilation(cfg, 18), check_norm(cfg))
-    pretrained = cfg.get("pretrained")
-    if pretrained not in (None, "imagenet"):
-        raise ActlabError(f"encoder.pretrained={pretrained!r}; expected 'imagenet' or null")
-    if load_weights and pretrained:
-        load_trunk(net, load_imagenet_state_dict("resnet18", cfg.get("weights")), cfg.get("weights"), "resnet18")
-    return features(net, IMAGENET_STATS if pretrained else None, check_feature_layer(cfg))
+    net = resnet_trunk("resnet18", cfg.replace_final_stride_with_dilation, cfg.norm)
+    if load_weights and cfg.pretrained:
+        load_trunk(net, load_imagenet_state_dict("resnet18", cfg.weights), cfg.weights, "resnet18")
+    return features(net, IMAGENET_STATS if cfg.pretrained else None, cfg.feature_layer)
 
 
 def load_trunk(net: torchvision.models.ResNet, state: Any, source: str | None, arch: str) -> None:
@@ -158,17 +111,11 @@ def load_trunk(net: torchvision.models.ResNet, state: Any, source: str | None, a
     net.load_state_dict(state)
 
 
-def build_pri3d(cfg: dict[str, Any], load_weights: bool) -> ResNetFeatures:
-    depth = cfg.get("depth") or 50
-    if depth not in PRI3D_DEPTHS:
-        raise ActlabError(f"encoder.depth={depth}; expected one of {list(PRI3D_DEPTHS)}")
-    net = resnet_trunk(f"resnet{depth}", check_dilation(cfg, depth), check_norm(cfg))
-    pretrained = cfg.get("pretrained")
-    if pretrained not in (None, "pri3d"):
-        raise ActlabError(f"encoder.pretrained={pretrained!r}; expected 'pri3d' (with encoder.weights) or null")
-    if load_weights and pretrained:
-        load_pri3d_checkpoint(net, cfg.get("weights"), depth)
-    return features(net, IMAGENET_STATS, check_feature_layer(cfg))
+def build_pri3d(cfg: Pri3dEncoderConfig, load_weights: bool) -> ResNetFeatures:
+    net = resnet_trunk(f"resnet{cfg.depth}", cfg.replace_final_stride_with_dilation, cfg.norm)
+    if load_weights and cfg.pretrained:
+        load_pri3d_checkpoint(net, cfg.weights, cfg.depth)
+    return features(net, IMAGENET_STATS, cfg.feature_layer)
 
 
 def load_pri3d_checkpoint(net: torchvision.models.ResNet, weights: str | None, depth: int) -> None:

@@ -1,0 +1,139 @@
+"""The `dataset` group: one schema per dataset format (actlab.data.formats reads them), and one for the
+presets whose episodes are scripted demonstrations collected in the simulator (dataset=lift, dataset=aloha).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from omegaconf import MISSING
+
+from actlab.config.options import SCHEMAS, option_schema, typed
+from actlab.errors import ActlabError
+
+
+@dataclass
+class DemoCollectionConfig:
+    """Scripted demonstrations written into a LeRobot dataset when the dataset folder is missing."""
+
+    episodes: int = 50
+    seed: int = 0
+    max_steps: int = 200
+    action_noise: float = 0.0  # std of Gaussian noise on executed actions (recorded actions stay clean)
+    video: bool = True  # cameras stored as mp4 (LeRobot default) or png images
+    workers: int = 1  # simulator processes recording episodes (1 = in this process); same dataset for any count
+
+
+@dataclass
+class AugmentConfig:
+    """Training-split image augmentation (off by default)."""
+
+    enabled: bool = False
+    crop_scale: list[float] = field(default_factory=lambda: [0.85, 1.0])  # crop area fraction, resized back
+    shift: int = 0  # random shift (DrQ): pad by this many edge pixels, crop back to the image size
+    brightness: float = 0.2  # factor drawn from [1 - b, 1 + b]
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.02  # shift drawn from [-h, h] (fraction of the hue circle)
+
+
+@dataclass
+class DatasetConfig:
+    """Where episodes come from and how they are batched: the keys every dataset has."""
+
+    name: str = MISSING
+    format: str = MISSING  # lerobot | parquet | npy: the reader (each format has its own schema)
+    root: str | None = None  # the dataset folder
+    batch_size: int = 8
+    num_workers: int = 0
+    val_split: float = 0.1  # fraction of whole episodes held out for validation loss
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def check(self) -> None:
+        formats = dataset_formats()
+        if self.format not in formats:
+            raise ActlabError(f"dataset.format={self.format!r} is not one of {sorted(formats)}")
+        if not isinstance(self, formats[self.format]):
+            raise ActlabError(
+                f"dataset.format={self.format} does not fit the keys of dataset={self.name} ({type(self).__name__}); "
+                f"choose a dataset of that format instead (e.g. dataset={self.format})"
+            )
+
+
+@dataclass
+class LeRobotLayoutConfig(DatasetConfig):
+    """A folder in LeRobot's layout (meta/info.json: dimensions, cameras and fps)."""
+
+    repo_id: str | None = None  # hub id (format lerobot: fetched when root is null); names the dataset
+    cameras: list[str] | None = None  # camera names to use; null = every camera in the data
+
+
+@option_schema("dataset", "lerobot")
+@dataclass
+class LeRobotDatasetConfig(LeRobotLayoutConfig):
+    """Any local LeRobot dataset (v3.0), or a hub one by repo_id."""
+
+    FORMAT: ClassVar[str] = "lerobot"
+
+    format: str = "lerobot"
+
+
+@option_schema("dataset", "demos")
+@dataclass
+class DemosDatasetConfig(LeRobotDatasetConfig):
+    """A LeRobot dataset of scripted demonstrations, collected in the env group's simulator when `root` is null."""
+
+    collect: DemoCollectionConfig = field(default_factory=DemoCollectionConfig)
+
+    def check(self) -> None:
+        super().check()
+        if self.collect.workers < 1:
+            raise ActlabError(
+                f"dataset.collect.workers={self.collect.workers}: expected a number of simulator processes >= 1"
+            )
+
+
+@option_schema("dataset", "parquet")
+@dataclass
+class ParquetDatasetConfig(LeRobotLayoutConfig):
+    """A local LeRobot-layout folder (codebase v2.0, v2.1 or v3.0) read with pyarrow: no LeRobot, no network."""
+
+    FORMAT: ClassVar[str] = "parquet"
+
+    format: str = "parquet"
+
+
+DEFAULT_CAMERA_MAP = {"image_left": "left", "image_right": "right"}  # (npy) the bimanual layout's camera keys
+
+
+@option_schema("dataset", "npy")
+@dataclass
+class NpyDatasetConfig(DatasetConfig):
+    """The bimanual npy layout (observations, actions.npy, rollout_length.npy)."""
+
+    FORMAT: ClassVar[str] = "npy"
+
+    format: str = "npy"
+    fps: float = 30.0  # the files do not say; used for the converted dataset and deployment rate
+    allow_pickle: bool = False  # observations.npy of Python objects needs pickle, which can run code
+    # observation key -> camera name; null = DEFAULT_CAMERA_MAP. Untyped and null by default so that an
+    # override `dataset.camera_map={top_rgb: top}` replaces the map: Hydra merges a map into a typed one
+    # (refusing new keys) and OmegaConf fails to merge into a null typed one. The npy reader checks it.
+    camera_map: Any = None
+    state_key: str = "state"
+
+
+def dataset_formats() -> dict[str, type]:
+    """dataset.format -> the schema of that format's datasets."""
+    return {cls.FORMAT: cls for cls in SCHEMAS["dataset"].values() if "FORMAT" in vars(cls)}
+
+
+def saved_dataset_config(data: Mapping[str, Any]) -> DatasetConfig:
+    """The typed dataset group of a run's saved settings (hyperparameters.json); the keys of other
+    formats that older versions saved with every dataset are left out."""
+    schema = dataset_formats().get(data.get("format", "lerobot"), LeRobotDatasetConfig)
+    if data.get("collect") is not None and schema is LeRobotDatasetConfig:
+        schema = DemosDatasetConfig
+    return typed(schema, data, f"dataset={data.get('name')}")
