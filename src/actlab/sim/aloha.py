@@ -100,13 +100,8 @@ def load_physics(xml: str):
 class AlohaEnv:
     """One ALOHA scene in the joint-space control of the ACT paper (what its policies and datasets use)."""
 
-    @staticmethod
-    def check_config(cfg: EnvConfig) -> None:
-        """What can be checked without building the simulator (the schema's rules, actlab.config.envs)."""
-        env_config(cfg).check()
-
     def __init__(self, cfg: EnvConfig, video: bool = False):
-        self.check_config(cfg)
+        env_config(cfg).check()  # the schema's rules (actlab.config.envs)
         spec = aloha_task(cfg.task)
         height, width = check_size("env.image_size", cfg.image_size)
         if video and not cfg.video_camera:

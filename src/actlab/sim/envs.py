@@ -61,13 +61,8 @@ def import_robosuite(render: bool):
 
 
 class RobosuiteEnv:
-    @staticmethod
-    def check_config(cfg: EnvConfig) -> None:
-        """What can be checked without building the simulator (the schema's rules, actlab.config.envs)."""
-        env_config(cfg).check()
-
     def __init__(self, cfg: EnvConfig, video: bool = False):
-        self.check_config(cfg)
+        env_config(cfg).check()  # the schema's rules (actlab.config.envs)
         if video and not cfg.video_camera:
             raise ActlabError("videos need env.video_camera (e.g. agentview)")
         self.cfg = cfg
@@ -155,8 +150,8 @@ class RobosuiteEnv:
         self.env.close()
 
 
-# env.type -> adapter class: `Adapter(cfg, video=...)` builds the simulator, `Adapter.check_config(cfg)` checks
-# the env group without building it.
+# env.type -> adapter class: `Adapter(cfg, video=...)` builds the simulator (each type has its schema, with the
+# rules that need no simulator, in actlab.config.envs).
 ENVS: dict[str, Callable[..., SimEnv]] = {
     "robosuite": RobosuiteEnv,
     "aloha": AlohaEnv,
