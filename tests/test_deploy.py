@@ -22,9 +22,10 @@ import torch
 from omegaconf import OmegaConf
 
 from actlab.deploy.client import PolicyClient, ServerError
-from actlab.deploy.loop import ControlLoop, clip_bounds
+from actlab.deploy.loop import ControlLoop
 from actlab.deploy.policies import LocalPolicy
 from actlab.deploy.protocol import ProtocolError, packb, unpackb
+from actlab.deploy.safety import clip_bounds
 from actlab.deploy.server import PolicyServer
 from actlab.errors import ActlabError
 from actlab.policy import ACTPolicy, ACTPolicyConfig, PolicyFeature
@@ -97,10 +98,10 @@ def test_object_arrays_never_travel():
 
 # ----------------------------------------------------------------------------------------------- server
 class ServerThread:
-    """A PolicyServer on a free localhost port, in a thread with its own event loop."""
+    """A PolicyServer on a free localhost port (or `port`), in a thread with its own event loop."""
 
-    def __init__(self, policy: ACTPolicy, **options):
-        self.server = PolicyServer(policy, port=0, **options)
+    def __init__(self, policy: ACTPolicy, port: int = 0, **options):
+        self.server = PolicyServer(policy, port=port, **options)
         self.server.warm_up(calls=1)
         ready = threading.Event()
         self.loop = asyncio.new_event_loop()
@@ -373,7 +374,8 @@ def test_background_refill_hides_latency_that_stalls_select_action():
         loop.close()
     s, b = sync.stats.summary(), background.stats.summary()
     assert s["missed_deadlines"] >= 3  # every chunk (50 ms) blows a 20 ms tick
-    assert b["missed_deadlines"] <= 1 and b["underruns"] == 0  # only the first chunk is waited for
+    assert b["missed_deadlines"] <= 1  # only the first chunk is waited for, and no tick waits beyond its period:
+    assert b["underruns"] == b["unsent_ticks"] <= 3 and b["held_ticks"] == 0  # nothing is sent until it comes
     assert b["late_actions"] >= 1  # the ticks that passed while a chunk was computed are not replayed
 
 
@@ -400,7 +402,8 @@ def test_dry_run_sends_nothing_and_clipping_bounds_actions():
     robot = ScriptedRobot(5)
     loop = ControlLoop(LocalPolicy(small_policy()), control(dry_run=True, frequency=5), None)
     loop.run_episode(robot, max_steps=5)
-    assert robot.sent == [] and loop.stats.summary()["ticks"] == 5
+    summary = loop.stats.summary()  # (a first chunk slower than a tick, on a loaded machine, skips ticks)
+    assert robot.sent == [] and summary["ticks"] + summary["skipped_ticks"] >= 5
     robot = ScriptedRobot(5)
     loop = ControlLoop(SlowPolicy(0.0), control(clip=True, clip_margin=0.0), {"min": [0.0, 0.0], "max": [0.5, 2]})
     loop.run_episode(robot, max_steps=None)

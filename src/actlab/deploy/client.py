@@ -6,7 +6,9 @@
         policy.reset()                                    # at every episode start
 
 It speaks to any server of the protocol (actlab-serve, openpi's policy servers) and needs only numpy,
-msgpack and websockets on the robot's side.
+msgpack and websockets on the robot's side. With `timeout`, the opening handshake, the closing handshake
+and every reply are waited for that long at most (TimeoutError); without, replies are waited for as long
+as they take. (actlab-deploy's RemotePolicy adds reconnection on top.)
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from actlab.deploy.protocol import packb, unpackb
+from actlab.deploy.protocol import UNSAFE_ACTIONS, packb, unpackb
 from actlab.errors import ActlabError
 
 
@@ -24,8 +26,15 @@ class ServerError(ActlabError):
     """The server answered a request with an error frame (a text frame, as openpi's servers do)."""
 
 
+class UnsafeReply(ServerError):
+    """The server refused to send the policy's actions for a request (NaN, Inf, a wrong length)."""
+
+
 class PolicyClient:
-    def __init__(self, url: str, api_key: str | None = None, connect_timeout: float = 30.0):
+    def __init__(
+        self, url: str, api_key: str | None = None, connect_timeout: float = 30.0, timeout: float | None = None
+    ):
+        """Connects, retrying a refused connection for `connect_timeout` seconds (0: one attempt)."""
         import websockets.sync.client
 
         self.url = url if url.startswith(("ws://", "wss://")) else f"ws://{url}"
@@ -34,7 +43,12 @@ class PolicyClient:
         while True:
             try:
                 self.connection = websockets.sync.client.connect(
-                    self.url, compression=None, max_size=None, additional_headers=headers, open_timeout=10
+                    self.url,
+                    compression=None,
+                    max_size=None,
+                    additional_headers=headers,
+                    open_timeout=timeout or 10,
+                    close_timeout=timeout or 10,
                 )
                 break
             except ConnectionRefusedError:
@@ -46,25 +60,34 @@ class PolicyClient:
                 raise ActlabError(f"{self.url} refused the connection (HTTP {status}); is the API key right?") from None
             except OSError as e:
                 raise ActlabError(f"cannot reach a policy server at {self.url} ({e})") from None
-        self.metadata: dict[str, Any] = self._receive()
+        try:
+            self.metadata: dict[str, Any] = self._receive(timeout)
+        except BaseException:
+            self.connection.close()
+            raise
 
-    def infer(self, observation: dict[str, np.ndarray]) -> dict[str, Any]:
+    def infer(self, observation: dict[str, np.ndarray], timeout: float | None = None) -> dict[str, Any]:
         """The server's reply to one observation: {"actions": (chunk, A), "server_timing": {...}}."""
         self.connection.send(packb(observation))
-        return self._receive()
+        return self._receive(timeout)
 
-    def reset(self) -> None:
+    def reset(self, timeout: float | None = None) -> None:
         """Starts a new episode on the server (it forgets the observation history)."""
         self.connection.send(packb({"reset": True}))
-        self._receive()
+        self._receive(timeout)
 
-    def _receive(self) -> Any:
-        message = self.connection.recv()
+    def _receive(self, timeout: float | None = None) -> Any:
+        message = self.connection.recv(timeout)
         if isinstance(message, str):
-            raise ServerError(f"{self.url}: {message.removeprefix('error: ')}")
+            text = message.removeprefix("error: ")
+            raise (UnsafeReply if text.startswith(UNSAFE_ACTIONS) else ServerError)(f"{self.url}: {text}")
         return unpackb(message)
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
+        """Closes the connection, waiting up to `timeout` s (else the client's own) for the server's part of
+        the closing handshake."""
+        if timeout is not None:
+            self.connection.close_timeout = timeout
         self.connection.close()
 
     def __enter__(self) -> PolicyClient:

@@ -5,6 +5,9 @@ thread gets a second team, and with more OpenMP threads than cores libgomp stops
 between parallel regions: measured on 2 cores, a `model=baseline` chunk (2 cameras 96x96) takes 30 ms from
 the thread that built the policy and 38 ms from any other. So the server answers every request on the
 thread that loaded the policy (the main thread) and runs the network on another.
+
+The control loop asks for chunks on a `WorkerThread`: a daemon thread of its own, so that a request that
+hangs (a silent server) can neither block a tick nor keep the process from exiting.
 """
 
 from __future__ import annotations
@@ -47,3 +50,21 @@ class SameThreadExecutor:
                 self.calls.get_nowait()[0].cancel()
             except queue.Empty:
                 break
+
+
+class WorkerThread(SameThreadExecutor):
+    """`submit` from any thread; the calls run, in order, on a daemon thread of their own."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run_until, args=(self.stop,), name=name, daemon=True)
+        self.thread.start()
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False, timeout: float | None = None) -> None:
+        """Stops taking calls (cancels those not started, with `cancel_futures`) and waits up to `timeout`
+        seconds for the one running, if any."""
+        self.stop.set()
+        super().shutdown(cancel_futures=cancel_futures)
+        if wait:
+            self.thread.join(timeout)

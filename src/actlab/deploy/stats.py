@@ -1,5 +1,5 @@
-"""What the control loop measures: tick jitter, missed deadlines, inference latency, underruns, the
-watchdog; summarised into `deploy/stats.json`."""
+"""What the control loop measures: tick jitter, missed deadlines, inference latency, underruns, what was
+held or refused, the watchdog, reconnections; summarised into `deploy/stats.json`."""
 
 from __future__ import annotations
 
@@ -17,9 +17,15 @@ class LoopStats:
     spans: list[tuple[int, float]] = field(default_factory=list)  # per episode: (ticks, first to last start)
     missed: int = 0  # ticks that started after the next one was due
     skipped: int = 0  # ticks given up to catch up after an overrun
-    underruns: int = 0  # ticks with no planned action (the last one was repeated)
+    underruns: int = 0  # ticks with no planned action (the chunk had not come)
     late_actions: int = 0  # planned actions whose tick had passed when their chunk arrived
+    rejected_actions: int = 0  # actions that failed the last check (NaN, Inf, length, range): never sent
+    rejected_chunks: int = 0  # chunks refused whole: by the server (unsafe actions), or of the wrong shape
+    failed_requests: int = 0  # chunk requests that brought nothing (the server lost, hung or reconnecting)
+    held: int = 0  # ticks without a fresh action that repeated the last safe one
+    unsent: int = 0  # ticks without a fresh action before the episode's first: nothing was sent
     watchdog: int = 0  # ticks at which no fresh action had arrived for max_latency
+    reconnects: int = 0  # connections to the policy server opened again after one was lost
 
     def summary(self) -> dict[str, float]:
         def pct(values: list[float], q: float) -> float:
@@ -40,5 +46,11 @@ class LoopStats:
             "chunks": len(self.latency),
             "underruns": self.underruns,
             "late_actions": self.late_actions,
+            "rejected_actions": self.rejected_actions,
+            "rejected_chunks": self.rejected_chunks,
+            "failed_requests": self.failed_requests,
+            "held_ticks": self.held,
+            "unsent_ticks": self.unsent,
             "watchdog_ticks": self.watchdog,
+            "reconnects": self.reconnects,
         }
