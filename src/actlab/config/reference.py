@@ -10,23 +10,24 @@ it), else the yaml file's comment for that key. The docs site renders it on ever
 
 from __future__ import annotations
 
-import dataclasses
-import enum
-import functools
-import inspect
-import io
-import re
 import sys
-import textwrap
-import tokenize
-import typing
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig
 
 from actlab.config.compose import CONFIG_DIR
+from actlab.config.reference_sources import (
+    Row,
+    comment_index,
+    defaults_list,
+    files_of,
+    header,
+    keys_set_by,
+    package_of,
+    paragraphs,
+    prose,
+    rows_of,
+)
 
 CONF = Path(CONFIG_DIR)
 # The primary configs and the console script of each (whose module registers the config's schema, where
@@ -39,14 +40,6 @@ PRIMARIES = {
     "convert": "actlab-convert",
 }
 COMMANDS = {"train": "python train.py"}  # how the guides start a command, where not by its console script
-
-
-@dataclass
-class Row:
-    key: str
-    type: str
-    value: str
-    comment: str
 
 
 # --- composing -------------------------------------------------------------------------------------------
@@ -88,278 +81,6 @@ def import_script_module(script: str) -> None:
     importlib.import_module(scripts[script].split(":")[0])
 
 
-# --- yaml files ------------------------------------------------------------------------------------------
-
-
-def defaults_list(path: Path) -> list[Any]:
-    if not path.is_file():
-        return []
-    node = OmegaConf.load(path)
-    defaults = node.get("defaults") if isinstance(node, DictConfig) else None
-    return list(OmegaConf.to_container(defaults)) if defaults else []
-
-
-def header(path: Path) -> tuple[str, list[str]]:
-    """The file's `# @package` directive (or "") and the comment lines that open it ("" between paragraphs)."""
-    package, lines = "", []
-    for line in path.read_text().splitlines():
-        stripped = line.strip()
-        if not stripped.startswith("#"):
-            break
-        text = stripped.lstrip("#").strip()
-        if text.startswith("@package"):
-            package = text.split(None, 1)[1].strip()
-        else:
-            lines.append(text)
-    return package, lines
-
-
-def package_of(path: Path, group: str) -> str:
-    """The dotted key prefix a file's keys land under: its `@package`, else its group's path."""
-    package, _ = header(path)
-    if package == "_global_":
-        return ""
-    if package and package != "_group_":
-        return package
-    return group.replace("/", ".")
-
-
-def split_comment(text: str) -> tuple[str, str]:
-    """`value  # comment` -> (value, comment); a `#` inside quotes or not after a space is part of the value."""
-    quote = None
-    for i, ch in enumerate(text):
-        if quote:
-            quote = None if ch == quote else quote
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "#" and (i == 0 or text[i - 1].isspace()):
-            return text[:i].rstrip(), text[i + 1 :].strip()
-    return text.rstrip(), ""
-
-
-KEY_LINE = re.compile(r"^(\s*)([^\s#'\"\-][^:#]*?):(?:\s+(.*)|\s*)$")
-
-
-def yaml_comments(path: Path, prefix: str) -> dict[str, str]:
-    """Dotted key -> the comment on its line in a yaml file (or the comment lines just above it)."""
-    comments: dict[str, str] = {}
-    stack: list[tuple[int, str]] = []
-    block: list[str] = []
-    lines = path.read_text().splitlines()
-    start = len(header(path)[1]) + sum(1 for line in lines[:20] if "@package" in line)
-    for line in lines[start:]:
-        stripped = line.strip()
-        if not stripped or stripped.startswith("-"):
-            block = []
-            continue
-        if stripped.startswith("#"):
-            block.append(stripped.lstrip("#").strip())
-            continue
-        match = KEY_LINE.match(line)
-        if not match:
-            block = []
-            continue
-        indent, key = len(match[1]), match[2].strip()
-        while stack and stack[-1][0] >= indent:
-            stack.pop()
-        full = ".".join([prefix] * bool(prefix) + [k for _, k in stack] + [key])
-        _, trailing = split_comment(match[3] or "")
-        comment = trailing or " ".join(last_paragraph(block))
-        if comment:
-            comments[full] = comment
-        stack.append((indent, key))
-        block = []
-    return comments
-
-
-def files_of(group: str, option: str) -> list[Path]:
-    """An option's yaml file and the files of its group that its defaults list includes (e.g. g1 -> lerobot)."""
-    path = CONF / group / f"{option}.yaml"
-    if not path.is_file():
-        return []
-    included = []
-    for entry in defaults_list(path):
-        if isinstance(entry, str) and entry not in ("_self_",) and "/" not in entry:
-            included += files_of(group, entry)
-    return [*included, path]
-
-
-def comment_index(config_name: str, cfg: DictConfig) -> dict[str, str]:
-    """Every yaml comment that applies to a composition: the primary file, the top-level files its
-    defaults list includes, and the chosen option of each group, later files winning."""
-    index: dict[str, str] = {}
-    primary = CONF / f"{config_name}.yaml"
-    for entry in defaults_list(primary):
-        if isinstance(entry, str) and (CONF / f"{entry}.yaml").is_file():
-            index.update(yaml_comments(CONF / f"{entry}.yaml", ""))
-    index.update(yaml_comments(primary, ""))
-    choices = OmegaConf.select(cfg, "hydra.runtime.choices") or {}
-    for group, option in choices.items():
-        if option is None:
-            continue
-        for path in files_of(group, str(option)):
-            index.update(yaml_comments(path, package_of(path, group)))
-    return index
-
-
-def keys_set_by(path: Path, prefix: str) -> list[str]:
-    """The dotted keys a yaml file sets (its defaults list aside)."""
-    node = OmegaConf.load(path)
-    data = OmegaConf.to_container(node, resolve=False) if isinstance(node, DictConfig) else {}
-    data.pop("defaults", None)
-    keys: list[str] = []
-
-    def walk(value: Any, path: str) -> None:
-        if isinstance(value, dict) and value:
-            for k, v in value.items():
-                walk(v, f"{path}.{k}" if path else str(k))
-        else:
-            keys.append(path)
-
-    walk(data, prefix)
-    return keys
-
-
-# --- schemas ---------------------------------------------------------------------------------------------
-
-
-def last_paragraph(lines: list[str]) -> list[str]:
-    """The comment lines after the last empty one (a block above a key may open with a section heading)."""
-    return lines[len(lines) - lines[::-1].index("") :] if "" in lines else lines
-
-
-def paragraphs(lines: list[str]) -> str:
-    """Comment lines as Markdown paragraphs."""
-    text = "\n".join(lines).strip()
-    return "\n\n".join(prose(" ".join(p.split())) for p in re.split(r"\n\s*\n", text) if p.strip())
-
-
-@functools.cache
-def class_comments(cls: type) -> dict[str, str]:
-    """Field name -> the comment written with it in `cls`'s own source: the trailing `# ...` on its line,
-    else the comment lines just above it. A comment line right after a commented field, above a field
-    with a comment of its own, continues the first field's comment."""
-    try:
-        source = textwrap.dedent(inspect.getsource(cls))
-    except (OSError, TypeError):
-        return {}
-    comment_lines: dict[int, str] = {}
-    fields: list[tuple[str, int, int, str]] = []  # name, first line, last line, trailing comment
-    depth, line_depth = 0, 0
-    tokens: list[tokenize.TokenInfo] = []  # the logical line's code
-    trailing: list[str] = []
-    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-        if tok.type in (tokenize.INDENT, tokenize.DEDENT):
-            depth += 1 if tok.type == tokenize.INDENT else -1
-        elif tok.type == tokenize.COMMENT:
-            text = tok.string.lstrip("#").strip()
-            if tok.line.strip().startswith("#"):
-                comment_lines[tok.start[0]] = text
-            else:
-                trailing.append(text)
-        elif tok.type in (tokenize.NEWLINE, tokenize.ENDMARKER):
-            # a field of the class body: `name: annotation [= default]`
-            if line_depth == 1 and len(tokens) > 1 and tokens[0].type == tokenize.NAME and tokens[1].string == ":":
-                fields.append((tokens[0].string, tokens[0].start[0], tok.start[0], " ".join(trailing)))
-            tokens, trailing = [], []
-        elif tok.type != tokenize.NL:
-            if not tokens:
-                line_depth = depth
-            tokens.append(tok)
-    comments: dict[str, str] = {}
-    previous: tuple[str, int] | None = None  # a commented field and its last line
-    for name, start, end, comment in fields:
-        above: list[str] = []
-        line = start - 1
-        while line in comment_lines:
-            above.insert(0, comment_lines[line])
-            line -= 1
-        above = last_paragraph(above)
-        if above and comment and previous and previous[1] == line:
-            comments[previous[0]] += " " + " ".join(above)  # continues the field above
-        elif above and not comment:
-            comment = " ".join(above)
-        comments[name] = comment
-        previous = (name, end) if comment else None
-    return {k: v for k, v in comments.items() if v}
-
-
-def schema_fields(cls: type) -> tuple[dict[str, Any], dict[str, str]]:
-    """A dataclass schema's field types and comments (its bases' fields included)."""
-    if not dataclasses.is_dataclass(cls):
-        return {}, {}
-    try:
-        hints = typing.get_type_hints(cls)
-    except Exception:  # noqa: BLE001 - an annotation that does not resolve: show it as written
-        hints = {f.name: f.type for f in dataclasses.fields(cls)}
-    comments: dict[str, str] = {}
-    for base in reversed(cls.__mro__):
-        if dataclasses.is_dataclass(base):
-            comments.update(class_comments(base))
-    return hints, comments
-
-
-def type_name(hint: Any) -> str:
-    if isinstance(hint, str):
-        return hint
-    if isinstance(hint, type) and not typing.get_args(hint):
-        return hint.__name__
-    return re.sub(r"\b(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*)", r"\1", str(hint)).replace("NoneType", "None")
-
-
-def value_text(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, enum.Enum):
-        return value.name
-    if isinstance(value, str):
-        return value if value else "''"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {value_text(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(value_text(v) for v in value) + "]"
-    return str(value)
-
-
-def rows_of(cfg: DictConfig, comments: dict[str, str], prefix: str = "") -> list[Row]:
-    """One row per leaf of `cfg` (an empty or null node is a leaf), dotted keys under `prefix`."""
-    rows: list[Row] = []
-    hints, field_comments = schema_fields(OmegaConf.get_type(cfg) or dict)
-    for key in cfg.keys():
-        child = cfg._get_node(key)
-        full = f"{prefix}.{key}" if prefix else str(key)
-        comment = field_comments.get(str(key)) or comments.get(full, "")
-        if isinstance(child, DictConfig) and not child._is_none() and not child._is_missing() and len(child):
-            if not child._is_interpolation():
-                rows += rows_of(child, comments, full)
-                continue
-        typ = type_name(hints[str(key)]) if str(key) in hints else value_type(child)
-        rows.append(Row(full, typ, node_text(child), comment))
-    return rows
-
-
-def node_text(node: Any) -> str:
-    """A node's value as written in yaml: `???` when required, an interpolation unresolved."""
-    if node._is_missing():
-        return "???"
-    if node._is_interpolation():
-        return str(node._value())
-    if isinstance(node, (DictConfig, ListConfig)):
-        return value_text(None if node._is_none() else OmegaConf.to_container(node, resolve=False))
-    return value_text(node._value())
-
-
-def value_type(node: Any) -> str:
-    """The type of a node without a schema: its value's, in italics ("" for null, ??? and interpolations)."""
-    if node._is_none() or node._is_missing() or node._is_interpolation():
-        return ""
-    if isinstance(node, (DictConfig, ListConfig)):
-        return "*dict*" if isinstance(node, DictConfig) else "*list*"
-    return f"*{type(node._value()).__name__}*"
-
-
 # --- Markdown --------------------------------------------------------------------------------------------
 
 
@@ -369,14 +90,6 @@ def code(text: str) -> str:
     fence = "``" if "`" in text else "`"
     pad = " " if fence == "``" else ""
     return f"{fence}{pad}{text}{pad}{fence}"
-
-
-def prose(text: str) -> str:
-    """Text for a table cell: Markdown specials escaped outside code spans."""
-    parts = re.split(r"(`[^`]*`)", text)
-    for i in range(0, len(parts), 2):
-        parts[i] = re.sub(r"([|*_\\])", r"\\\1", parts[i]).replace("<", "&lt;")
-    return "".join(parts)
 
 
 def table(rows: list[Row], value_header: str = "default") -> list[str]:
