@@ -343,6 +343,27 @@ def misspelt_key(base: Base, case: Path) -> Case:
     return Case(["model.dim_modle=256"], "Could not override 'model.dim_modle'.", status=1)
 
 
+def key_of_another_encoder(base: Base, case: Path) -> Case:
+    return Case(["encoder=resnet18", "encoder.model_name=x"], "Key 'model_name' not in 'ResNet18EncoderConfig'", 1)
+
+
+def resnet_key_for_clip(base: Base, case: Path) -> Case:
+    return Case(["encoder=clip", "encoder.norm=group_norm"], "Key 'norm' not in 'ClipEncoderConfig'", status=1)
+
+
+def npy_key_for_a_lerobot_dataset(base: Base, case: Path) -> Case:
+    return Case(["dataset=lerobot", "dataset.allow_pickle=true"], "Key 'allow_pickle' not in 'LeRobotDatasetConfig'", 1)
+
+
+def fps_for_a_lerobot_dataset(base: Base, case: Path) -> Case:
+    """Ignored before (a LeRobot dataset's fps is its info.json's)."""
+    return Case(["dataset=lerobot", "dataset.fps=7"], "Key 'fps' not in 'LeRobotDatasetConfig'", status=1)
+
+
+def robosuite_key_for_aloha(base: Base, case: Path) -> Case:
+    return Case(["env=aloha", "env.robot=Sawyer"], "Key 'robot' not in 'AlohaEnvConfig'", status=1)
+
+
 def action_steps_beyond_the_chunk(base: Base, case: Path) -> Case:
     return Case(
         [f"dataset.root={base.state}", "model.n_action_steps=30"],
@@ -608,6 +629,11 @@ CASES = {
         unknown_group_option,
         value_of_the_wrong_type,
         misspelt_key,
+        key_of_another_encoder,
+        resnet_key_for_clip,
+        npy_key_for_a_lerobot_dataset,
+        fps_for_a_lerobot_dataset,
+        robosuite_key_for_aloha,
         action_steps_beyond_the_chunk,
         temporal_ensembling_with_several_action_steps,
         width_not_divisible_by_heads,
