@@ -25,6 +25,7 @@ log = logging.getLogger("actlab")
 
 # What must stay the same when the client reconnects: the loop's queue and checks were built from these.
 SAME_POLICY_KEYS = ("input_features", "output_features", "chunk_size", "n_action_steps", "action_range")
+QUIET_LOG_S = 30.0  # once attempts are backoff_max apart, a failed one is logged at most this often
 
 
 class NoChunk(Exception):
@@ -73,7 +74,8 @@ class RemotePolicy:
 
     `chunk()` runs on the loop's request thread. A reply that does not come within `timeout` seconds, or a
     connection that closes, drops the connection (Disconnected); with `reconnect`, the next requests try to
-    connect again, one attempt each, `backoff` (min, max) seconds apart, doubling; every attempt is logged.
+    connect again, one attempt each, `backoff` (min, max) seconds apart, doubling; failed attempts are logged
+    while the delay grows, then every QUIET_LOG_S seconds.
     After a reconnection, and at every episode start, the server is sent a reset before the next
     observation, so its history never mixes two connections or two episodes."""
 
@@ -96,8 +98,8 @@ class RemotePolicy:
         self.needs_reset = False
         self.closed = False
         self.reconnects = 0
-        self.lost_at = self.next_attempt = 0.0
-        self.delay = backoff[0]
+        self.lost_at = self.next_attempt = self.logged_at = 0.0
+        self.attempts, self.delay = 0, backoff[0]
 
     def reset(self) -> None:
         """A new episode: the server is told before the next observation (no network I/O here)."""
@@ -139,8 +141,15 @@ class RemotePolicy:
         try:
             client = PolicyClient(self.url, self.api_key, connect_timeout=0, timeout=self.timeout)
         except Exception as e:  # noqa: BLE001 - refused, timed out, closed, HTTP 5xx: all mean "try later"
-            self.next_attempt = time.monotonic() + self.delay
-            log.warning(f"reconnecting to {self.url} failed ({reason(e)}); next attempt in {self.delay:.1f} s")
+            now = time.monotonic()
+            self.attempts += 1
+            self.next_attempt = now + self.delay
+            if self.delay < self.backoff[1] or now - self.logged_at >= QUIET_LOG_S:  # each, then now and then
+                self.logged_at = now
+                log.warning(
+                    f"reconnecting to {self.url} failed ({reason(e)}; {self.attempts} attempts in "
+                    f"{now - self.lost_at:.1f} s); next attempt in {self.delay:.1f} s"
+                )
             self.delay = min(2 * self.delay, self.backoff[1])
             raise Disconnected(f"reconnecting to {self.url}") from None
         changed = [k for k in SAME_POLICY_KEYS if client.metadata.get(k) != self.info.get(k)]
@@ -153,7 +162,7 @@ class RemotePolicy:
         return client
 
     def _lost(self, client, error: BaseException) -> None:
-        self.client, self.lost_at = None, time.monotonic()
+        self.client, self.lost_at, self.attempts = None, time.monotonic(), 0
         self.next_attempt = self.lost_at + self.delay
         if not self.closed:
             then = "reconnecting" if self.reconnect else "not reconnecting (control.reconnect=false)"
