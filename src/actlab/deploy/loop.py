@@ -11,7 +11,7 @@ Which action a tick sends comes from actlab.policy.selection, as everywhere a po
 - `control.refill_threshold=0`: `select_action` (an ActionQueue: a chunk is predicted, and waited for, when
   the last chunk's `n_action_steps` actions are spent; or every tick with temporal ensembling). An
   in-process policy computes it on the loop's thread, so the actions are exactly select_action's; a served
-  one is asked on the request thread and waited for until the next tick is nearly due, and a chunk that
+  one is asked on the request thread and waited for until 0.9 of the tick's period, and a chunk that
   comes later is taken at the tick it arrives.
 - `control.refill_threshold>0`: the next chunk is requested in the background as soon as fewer than
   `threshold * n_action_steps` planned actions remain, so inference overlaps execution; an ActionPlan drops
@@ -45,7 +45,7 @@ from actlab.policy.selection import MERGES, ActionPlan, ActionQueue
 log = logging.getLogger("actlab")
 
 TIMEOUTS = ("hold", "stop")
-WAIT = 0.9  # the part of its period a tick may wait for a chunk it needs
+WAIT = 0.9  # how far into its period (from its due time) a tick may wait for a chunk it needs
 
 
 class WatchdogStop(Exception):
@@ -105,7 +105,7 @@ class ControlLoop:
                 self.stats.starts.append(now)
                 self.stats.jitter.append(now - due)
                 inputs = self.policy.observe(robot.get_observation())
-                wait_until = due + WAIT * self.period
+                wait_until = due + WAIT * self.period  # never into the next tick's time
                 if self.background:
                     action = self._background_action(inputs, tick, wait_until if self.last_safe is None else None)
                 else:
