@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -215,6 +216,25 @@ def test_a_slow_server_never_blocks_a_tick_and_the_watchdog_holds():
     assert elapsed < 40 / HZ + 0.3 and stats["missed_deadlines"] <= 2, stats  # the clock kept its rate
     assert stats["chunks"] >= 3 and stats["watchdog_ticks"] >= 3 and stats["held_ticks"] >= 10, stats
     assert stats["reconnects"] == 0 and stats["failed_requests"] == 0
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.5])
+def test_a_server_that_goes_away_mid_episode_is_held_through_in_both_modes(threshold):
+    server = ServerThread(small_policy())
+    remote = RemotePolicy(server.url, None, timeout=1.0)
+    robot = ScriptedRobot(100)
+    try:
+        loop = ControlLoop(remote, control(frequency=HZ, refill_threshold=threshold, max_latency=0.3), None)
+        threading.Timer(0.5, server.close).start()
+        loop.run_episode(robot, max_steps=40)
+        loop.close()
+    finally:
+        remote.close()
+        server.close()
+    stats, sent = loop.stats.summary(), np.array(robot.sent)
+    assert stats["ticks"] + stats["skipped_ticks"] >= 40 and len(sent) >= 30 and np.isfinite(sent).all(), stats
+    assert stats["failed_requests"] >= 1 and stats["watchdog_ticks"] >= 10 and stats["held_ticks"] >= 20, stats
+    assert all(np.array_equal(a, sent[-1]) for a in sent[-stats["watchdog_ticks"] :])  # the last safe action
 
 
 def test_a_restarted_server_is_reconnected_to_and_reset(monkeypatch):
