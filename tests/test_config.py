@@ -115,9 +115,9 @@ def test_unknown_option_fails(tmp_path):
         (["encoder.fuse=sum"], "encoder.fuse='sum' is not one of"),
         (["encoder.name=vit"], "encoder.name='vit' is not one of"),
         (["policy.precision=fp16"], "policy.precision='fp16' is not one of"),
-        (["model.n_obs_steps=0"], "model.n_obs_steps=0; expected 1 or more"),
-        (["env=lift", "env.eval_workers=0"], r"env.eval_workers=0: expected a number of simulator processes >= 1"),
-        (["dataset=lift", "dataset.collect.workers=-1"], r"dataset.collect.workers=-1: expected a number of simulator"),
+        (["model.n_obs_steps=0"], r"model.n_obs_steps=0: expected an integer in \[1, 131072\]"),
+        (["env=lift", "env.eval_workers=0"], r"env.eval_workers=0: expected an integer >= 1"),
+        (["dataset=lift", "dataset.collect.workers=-1"], r"dataset.collect.workers=-1: expected an integer >= 1"),
     ],
 )
 def test_invalid_combinations_fail_at_compose_time(tmp_path, overrides, message):

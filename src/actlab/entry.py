@@ -23,7 +23,8 @@ from typing import TypeVar
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
 from actlab.errors import ActlabError
 
@@ -38,6 +39,7 @@ def run_task(cfg: DictConfig, task: Callable[[DictConfig], T]) -> T:
     """Runs `task(cfg)` inside a Hydra job with actlab's error reporting."""
     quiet_library_logging()
     try:
+        check_interpolations(cfg)
         return task(cfg)
     except ActlabError as e:
         hydra = HydraConfig.get()
@@ -57,6 +59,27 @@ def run_task(cfg: DictConfig, task: Callable[[DictConfig], T]) -> T:
             report_error("interrupted")
             remove_unused_run_dir(cfg)
         sys.exit(130)
+
+
+def check_interpolations(cfg: DictConfig) -> None:
+    """Every `${...}` of the config resolves (an unset `${oc.env:...}`, a missing key), or one line naming the
+    key, before the task starts."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except InterpolationResolutionError as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ActlabError(f"{e.full_key}={raw_value(cfg, e.full_key)}: {reason}") from None
+
+
+def raw_value(cfg: DictConfig, key: str) -> str:
+    """The text of `key`'s value as given (its interpolation unresolved)."""
+    node = cfg
+    try:
+        for part in key.split("."):
+            node = node._get_node(part)
+        return str(node._value())
+    except (AttributeError, KeyError, TypeError):
+        return "?"
 
 
 def process_rank() -> int:

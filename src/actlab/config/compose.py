@@ -12,6 +12,7 @@ from omegaconf import DictConfig, open_dict
 
 from actlab.config.options import check_node
 from actlab.config.policy import check_architecture
+from actlab.config.ranges import check_ranges
 from actlab.config.schema import register_configs
 from actlab.errors import ActlabError
 
@@ -45,13 +46,15 @@ def compose_eval(overrides: list[str], output_dir: str | Path, config_name: str 
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         del cfg["hydra"]
+    check_ranges(cfg)
     return cfg
 
 
 def check_config(cfg: DictConfig) -> None:
     """The ranges and choices of every group (each schema's `check()`) and the rules across keys that a
     schema cannot express (e.g. temporal ensembling needs n_action_steps=1); `train.py` applies them as soon
-    as Hydra has composed the config, before any data is read."""
+    as Hydra has composed the config, before any data is read. First the ranges of every numeric key."""
+    check_ranges(cfg)
     check_architecture(cfg.model)
     for group in ("encoder", "policy", "dataset", "env"):
         check_node(cfg[group])

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from omegaconf import MISSING
 
 from actlab.config.options import SCHEMAS, option_schema, typed
+from actlab.config.ranges import COUNT, FRACTION, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, SEED, UNIT, between
 from actlab.errors import ActlabError
 
 
@@ -18,12 +19,14 @@ from actlab.errors import ActlabError
 class DemoCollectionConfig:
     """Scripted demonstrations written into a LeRobot dataset when the dataset folder is missing."""
 
-    episodes: int = 50
-    seed: int = 0
-    max_steps: int = 200
-    action_noise: float = 0.0  # std of Gaussian noise on executed actions (recorded actions stay clean)
+    episodes: int = field(default=50, metadata=COUNT)
+    seed: int = field(default=0, metadata=SEED)
+    max_steps: int = field(default=200, metadata=COUNT)
+    # std of Gaussian noise on executed actions (recorded actions stay clean)
+    action_noise: float = field(default=0.0, metadata=NON_NEGATIVE)
     video: bool = True  # cameras stored as mp4 (LeRobot default) or png images
-    workers: int = 1  # simulator processes recording episodes (1 = in this process); same dataset for any count
+    # simulator processes recording episodes (1 = in this process); same dataset for any count
+    workers: int = field(default=1, metadata=COUNT)
 
 
 @dataclass
@@ -32,11 +35,12 @@ class AugmentConfig:
 
     enabled: bool = False
     crop_scale: list[float] = field(default_factory=lambda: [0.85, 1.0])  # crop area fraction, resized back
-    shift: int = 0  # random shift (DrQ): pad by this many edge pixels, crop back to the image size
-    brightness: float = 0.2  # factor drawn from [1 - b, 1 + b]
-    contrast: float = 0.2
-    saturation: float = 0.2
-    hue: float = 0.02  # shift drawn from [-h, h] (fraction of the hue circle)
+    # random shift (DrQ): pad by this many edge pixels, crop back to the image size
+    shift: int = field(default=0, metadata=NON_NEGATIVE_INT)
+    brightness: float = field(default=0.2, metadata=UNIT)  # factor drawn from [1 - b, 1 + b]
+    contrast: float = field(default=0.2, metadata=UNIT)
+    saturation: float = field(default=0.2, metadata=UNIT)
+    hue: float = field(default=0.02, metadata=between(0, 0.5))  # shift drawn from [-h, h] (fraction of the hue circle)
 
 
 @dataclass
@@ -46,9 +50,9 @@ class DatasetConfig:
     name: str = MISSING
     format: str = MISSING  # lerobot | parquet | npy: the reader (each format has its own schema)
     root: str | None = None  # the dataset folder
-    batch_size: int = 8
-    num_workers: int = 0
-    val_split: float = 0.1  # fraction of whole episodes held out for validation loss
+    batch_size: int = field(default=8, metadata=COUNT)
+    num_workers: int = field(default=0, metadata=NON_NEGATIVE_INT)
+    val_split: float = field(default=0.1, metadata=FRACTION)  # fraction of whole episodes held out for validation loss
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def check(self) -> None:
@@ -87,13 +91,6 @@ class DemosDatasetConfig(LeRobotDatasetConfig):
 
     collect: DemoCollectionConfig = field(default_factory=DemoCollectionConfig)
 
-    def check(self) -> None:
-        super().check()
-        if self.collect.workers < 1:
-            raise ActlabError(
-                f"dataset.collect.workers={self.collect.workers}: expected a number of simulator processes >= 1"
-            )
-
 
 @option_schema("dataset", "parquet")
 @dataclass
@@ -116,7 +113,8 @@ class NpyDatasetConfig(DatasetConfig):
     FORMAT: ClassVar[str] = "npy"
 
     format: str = "npy"
-    fps: float = 30.0  # the files do not say; used for the converted dataset and deployment rate
+    # the files do not say; used for the converted dataset and deployment rate
+    fps: float = field(default=30.0, metadata=POSITIVE)
     allow_pickle: bool = False  # observations.npy of Python objects needs pickle, which can run code
     # observation key -> camera name; null = DEFAULT_CAMERA_MAP. Untyped and null by default so that an
     # override `dataset.camera_map={top_rgb: top}` replaces the map: Hydra merges a map into a typed one

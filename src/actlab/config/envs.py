@@ -11,6 +11,7 @@ from typing import Any
 from omegaconf import MISSING
 
 from actlab.config.options import SCHEMAS, option_schema, plain, typed
+from actlab.config.ranges import COUNT, NON_NEGATIVE_INT, SEED
 from actlab.errors import ActlabError
 
 ALOHA_TASKS = ("transfer_cube", "insertion")  # gym-aloha's tasks of the ACT paper
@@ -25,13 +26,16 @@ class EnvConfig:
 
     name: str = MISSING
     type: str = MISSING  # none | robosuite | aloha (each type has its own schema)
-    eval_freq: int = 0  # 0 = no evaluation during training
-    eval_episodes: int = 10
-    final_eval_episodes: int = 10
-    eval_workers: int = 1  # simulator processes for the training run's evaluations (1 = in the training process)
-    max_steps: int = 400
-    seed: int = 100_000  # evaluation episode i uses seed + i (demonstrations use other seeds)
-    video_episodes: int = 0  # in-training evaluations record MP4s of their first N episodes (logged too)
+    eval_freq: int = field(default=0, metadata=NON_NEGATIVE_INT)  # 0 = no evaluation during training
+    eval_episodes: int = field(default=10, metadata=COUNT)
+    final_eval_episodes: int = field(default=10, metadata=NON_NEGATIVE_INT)
+    # simulator processes for the training run's evaluations (1 = in the training process)
+    eval_workers: int = field(default=1, metadata=COUNT)
+    max_steps: int = field(default=400, metadata=COUNT)
+    # evaluation episode i uses seed + i (demonstrations use other seeds)
+    seed: int = field(default=100_000, metadata=SEED)
+    # in-training evaluations record MP4s of their first N episodes (logged too)
+    video_episodes: int = field(default=0, metadata=NON_NEGATIVE_INT)
     video_camera: str | None = None  # the camera videos are rendered from (any camera, policy's or not)
     video_size: list[int] = field(default_factory=lambda: [240, 320])  # height, width of video frames
 
@@ -45,8 +49,6 @@ class EnvConfig:
                 f"env.type={self.type} does not fit the keys of env={self.name} ({type(self).__name__}); "
                 f"choose an env of that type instead"
             )
-        if self.eval_workers < 1:
-            raise ActlabError(f"env.eval_workers={self.eval_workers}: expected a number of simulator processes >= 1")
 
 
 @option_schema("env", "none")
@@ -63,7 +65,8 @@ class SimEnvConfig(EnvConfig):
     """The keys of every simulator."""
 
     task: str | None = None
-    control_freq: int = 20  # Hz: the simulation's control rate and the recorded data's fps
+    # Hz: the simulation's control rate and the recorded data's fps
+    control_freq: int = field(default=20, metadata=COUNT)
     cameras: list[str] = field(default_factory=list)  # the cameras the policy sees; [] = state only
     image_size: list[int] = field(default_factory=lambda: [96, 96])  # height, width
 

@@ -21,21 +21,22 @@ from actlab.config.encoders import EncoderConfig
 from actlab.config.envs import EnvConfig
 from actlab.config.options import store_option_schemas
 from actlab.config.policy import ACTArchitecture
+from actlab.config.ranges import COUNT, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, SEED, UNIT, between
 from actlab.errors import ActlabError
 
 
 @dataclass
 class OptimizerConfig:
-    lr: float = 1e-5
-    lr_backbone: float = 1e-5
-    weight_decay: float = 1e-4
+    lr: float = field(default=1e-5, metadata=POSITIVE)
+    lr_backbone: float = field(default=1e-5, metadata=NON_NEGATIVE)  # 0: the backbone is not trained
+    weight_decay: float = field(default=1e-4, metadata=NON_NEGATIVE)
 
 
 @dataclass
 class SchedulerConfig:
     name: str = "constant"  # constant | cosine (after a linear warm-up)
-    warmup_steps: int = 1000
-    min_lr_ratio: float = 0.0  # cosine only: final lr = lr * min_lr_ratio
+    warmup_steps: int = field(default=1000, metadata=NON_NEGATIVE_INT)
+    min_lr_ratio: float = field(default=0.0, metadata=UNIT)  # cosine only: final lr = lr * min_lr_ratio
 
 
 @dataclass
@@ -57,12 +58,12 @@ class TrainerConfig:
     accelerator: str = "auto"
     devices: Any = 1
     strategy: str = "auto"
-    num_nodes: int = 1
+    num_nodes: int = field(default=1, metadata=COUNT)
     precision: str = "32-true"  # the hardware group sets auto: bf16-mixed where the device runs bf16 natively
-    max_steps: int = 100_000
-    gradient_clip_val: float = 10.0
-    log_every_n_steps: int = 100
-    val_check_interval: int = 1000
+    max_steps: int = field(default=100_000, metadata=COUNT)
+    gradient_clip_val: float = field(default=10.0, metadata=NON_NEGATIVE)  # 0: no clipping
+    log_every_n_steps: int = field(default=100, metadata=COUNT)
+    val_check_interval: int = field(default=1000, metadata=COUNT)
     limit_val_batches: Any = 50
     enable_progress_bar: bool = True
     deterministic: bool = False
@@ -87,7 +88,7 @@ class PolicyRuntimeConfig:
 
 @dataclass
 class CheckpointConfig:
-    save_freq: int = 10_000
+    save_freq: int = field(default=10_000, metadata=COUNT)
 
 
 @dataclass
@@ -100,7 +101,7 @@ class PathsConfig:
 @dataclass
 class TrainConfig:
     task_name: str = "train"
-    seed: int = 1000
+    seed: int = field(default=1000, metadata=SEED)
     resume: str | None = None
     init_from: str | None = None  # a policy folder (actlab checkpoint or LeRobot ACT) whose weights start training
     optimized_metric: str | None = None
@@ -123,10 +124,12 @@ class EvalOptions:
 
     mode: str = "auto"  # auto (the simulator when env.type is set, else the dataset) | sim | dataset
     episodes: list[int] | None = None  # dataset mode: episodes to replay; null = the run's held-out episodes
-    videos: int = 2  # sim mode: MP4s of the first N episodes, rendered from env.video_camera
+    # sim mode: MP4s of the first N episodes, rendered from env.video_camera
+    videos: int = field(default=2, metadata=NON_NEGATIVE_INT)
     video: bool = False  # dataset mode: an MP4 per episode, the cameras beside a live plot of the actions
     plots: bool = True  # dataset mode: a PNG per episode, predicted vs recorded actions
-    num_workers: int = 1  # sim mode: simulator processes (1 = in this process), one batched policy
+    # sim mode: simulator processes (1 = in this process), one batched policy
+    num_workers: int = field(default=1, metadata=COUNT)
     device: str = "auto"  # auto (cuda when there is one) | cpu | cuda
 
 
@@ -137,7 +140,8 @@ class CheckpointRunConfig:
 
     checkpoint: str = MISSING
     task_name: str = MISSING
-    seed: int = 1000  # with dataset.val_split, picks the held-out episodes, as in training
+    # with dataset.val_split, picks the held-out episodes, as in training
+    seed: int = field(default=1000, metadata=SEED)
     paths: PathsConfig = field(default_factory=PathsConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -158,9 +162,9 @@ class ServeOptions:
     """How `actlab-serve` serves the checkpoint's policy (openpi's websocket + msgpack-numpy protocol)."""
 
     host: str = "127.0.0.1"  # loopback only; another address without an api_key warns
-    port: int = 8000  # 0 = any free port
+    port: int = field(default=8000, metadata=between(0, 65535, integer=True))  # 0 = any free port
     api_key: str | None = None  # or $ACTLAB_API_KEY: clients send `Authorization: Api-Key <key>`
-    max_message_mb: float = 64.0  # larger frames close the connection
+    max_message_mb: float = field(default=64.0, metadata=POSITIVE)  # larger frames close the connection
     # feature name -> the request's (dotted) key, or a list of keys concatenated; untyped and null by
     # default so that `serve.key_map={...}` replaces it (see DatasetConfig.camera_map)
     key_map: Any = None
@@ -179,22 +183,28 @@ class ServeConfig(CheckpointRunConfig):
 class ControlOptions:
     """The fixed-rate control loop of `actlab-deploy` (actlab.deploy.loop)."""
 
-    frequency: float = 10.0  # Hz
-    refill_threshold: float = 0.0  # 0: select_action (wait for a chunk when the queue is empty); >0: refill in
+    frequency: float = field(default=10.0, metadata=POSITIVE)  # Hz
+    # 0: select_action (wait for a chunk when the queue is empty); >0: refill in
     # the background when fewer than threshold * n_action_steps planned actions remain
+    refill_threshold: float = field(default=0.0, metadata=UNIT)
     merge: str = "latest"  # overlapping chunks (threshold > 0): latest | average | ensemble
-    ensemble_coeff: float = 0.01  # merge=ensemble: weights exp(-coeff * i), i = 0 for the oldest chunk
+    # merge=ensemble: weights exp(-coeff * i), i = 0 for the oldest chunk
+    ensemble_coeff: float = field(default=0.01, metadata=NON_NEGATIVE)
     clip: bool = True  # clip actions to the training data's range ...
-    clip_margin: float = 0.05  # ... widened by this fraction of its width on each side
-    max_latency: float = 0.5  # s without a fresh action before the watchdog acts
+    # ... widened by this fraction of its width on each side
+    clip_margin: float = field(default=0.05, metadata=NON_NEGATIVE)
+    max_latency: float = field(default=0.5, metadata=POSITIVE)  # s without a fresh action before the watchdog acts
     on_timeout: str = "hold"  # hold (repeat the last action) | stop
-    request_timeout: float = 2.0  # s a served policy's reply may take before the connection is dropped
+    # s a served policy's reply may take before the connection is dropped
+    request_timeout: float = field(default=2.0, metadata=POSITIVE)
     reconnect: bool = True  # open a lost connection to the policy server again (the loop holds meanwhile)
-    backoff_min: float = 0.1  # s between reconnection attempts: from backoff_min, doubling ...
-    backoff_max: float = 2.0  # ... up to backoff_max
+    # s between reconnection attempts: from backoff_min, doubling ...
+    backoff_min: float = field(default=0.1, metadata=POSITIVE)
+    backoff_max: float = field(default=2.0, metadata=between("backoff_min", None))  # ... up to backoff_max
     dry_run: bool = False  # compute actions but never send them
-    episodes: int = 1  # episodes to run (a robot without `done` runs until max_steps or Ctrl-C)
-    max_steps: int | None = None  # ticks per episode; null = until the robot is done
+    # episodes to run (a robot without `done` runs until max_steps or Ctrl-C)
+    episodes: int = field(default=1, metadata=COUNT)
+    max_steps: int | None = field(default=None, metadata=COUNT)  # ticks per episode; null = until the robot is done
     device: str = "auto"  # the in-process policy's device: auto | cpu | cuda
 
 
