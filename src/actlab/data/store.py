@@ -41,6 +41,7 @@ class EpisodeStore:
             raise ActlabError(f"dataset {self.name}: an episode has no frames")
         self.stats = {**compute_stats(self, [k for k in self.features if k not in self.stats]), **self.stats}
         self.stats = {k: sanitize_stats(v) for k, v in self.stats.items() if k in self.features}
+        check_finite_stats(self.stats, f"dataset {self.name}")
 
     @property
     def num_frames(self) -> int:
@@ -90,9 +91,23 @@ def compute_stats(store: EpisodeStore, keys: list[str], max_image_frames: int = 
     return stats
 
 
+STD_FLOOR = 1e-6  # a std below it (a constant dimension) is replaced by 1: that dimension is left unscaled
+
+
+def check_finite_stats(stats: Stats, source: str) -> None:
+    """Statistics must be finite numbers: one line naming `source`, the feature and the statistic."""
+    for key, values in stats.items():
+        for name in ("mean", "std", "min", "max"):
+            if name in values and not np.isfinite(np.asarray(values[name], dtype=np.float64)).all():
+                raise ActlabError(
+                    f"{source}: the statistics of '{key}' ({name}) are not finite (NaN or inf); "
+                    "check the data for NaN, or delete the statistics to have them computed from the data"
+                )
+
+
 def sanitize_stats(stats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """A constant dimension (std ~ 0) would be scaled by 1e8 at deployment; leave it unscaled instead."""
+    """A constant dimension (std < STD_FLOOR) would be scaled by 1e8 at deployment; leave it unscaled instead."""
     out = {k: np.asarray(v, dtype=np.float32) for k, v in stats.items()}
     if "std" in out:
-        out["std"] = np.where(out["std"] < 1e-6, 1.0, out["std"]).astype(np.float32)
+        out["std"] = np.where(out["std"] < STD_FLOOR, 1.0, out["std"]).astype(np.float32)
     return out

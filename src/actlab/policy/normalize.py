@@ -50,7 +50,19 @@ class Normalizer(nn.Module):
                 value = torch.as_tensor(np.asarray(stats[key][name], dtype=np.float32))
                 if value.numel() != int(np.prod(shape)):
                     raise ActlabError(f"statistics '{key}.{name}' have {value.numel()} values; expected shape {shape}")
+                if not bool(torch.isfinite(value).all()):
+                    raise ActlabError(f"statistics '{key}.{name}' are not finite: {value.flatten().tolist()}")
                 getattr(buffers, name).copy_(value.reshape(shape))
+
+    def check_finite(self, source: object) -> None:
+        """Refuses buffers loaded from `source` (a checkpoint's weights file) that are NaN or infinite."""
+        for name, buffer in self.named_buffers():
+            if not bool(torch.isfinite(buffer).all()):
+                key = name.rpartition(".")[0].replace("__", ".").removeprefix("stats.")
+                raise ActlabError(
+                    f"{source}: the normalisation statistics '{key}.{name.rpartition('.')[2]}' are not finite "
+                    "(NaN or inf); this checkpoint cannot act"
+                )
 
     def mean_std(self, key: str) -> tuple[Tensor, Tensor]:
         """The (mean, std) buffers of feature `key` (images: per channel, (3, 1, 1))."""

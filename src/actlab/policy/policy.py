@@ -186,6 +186,7 @@ class ACTPolicy(nn.Module):
         """`load_state_dict`, strict, with a one-line error naming the first key that does not match."""
         check_weights(self.state_dict(), weights, source)
         self.load_state_dict(weights)
+        self.normalizer.check_finite(source)
 
 
 def _to_unit_float(image: Tensor) -> Tensor:

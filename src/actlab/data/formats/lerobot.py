@@ -29,9 +29,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from actlab.config.schema import DatasetConfig
-from actlab.data.formats.lerobot_meta import Layout, read_layout, select_features, vector_names
+from actlab.data.formats.lerobot_meta import Layout, read_layout, select_features, stats_file, vector_names
 from actlab.data.frame_cache import cached_frames, fingerprint
-from actlab.data.store import EpisodeStore
+from actlab.data.store import EpisodeStore, check_finite_stats
 from actlab.errors import ActlabError, reason
 
 
@@ -80,6 +80,8 @@ def load_layout(root: Path, cfg: DatasetConfig, cache_dir: Path) -> EpisodeStore
     cameras = [k for k, f in features.items() if f.type == "VISUAL"]
     if cameras:
         arrays.update(decode_cameras(layout, columns, features, cameras, starts, cache_dir))
+    stats = {k: v for k, v in layout.stats.items() if k in features}
+    check_finite_stats(stats, str(stats_file(root)))
     return EpisodeStore(
         name=cfg.repo_id or root.name,
         fps=layout.fps,
@@ -87,7 +89,7 @@ def load_layout(root: Path, cfg: DatasetConfig, cache_dir: Path) -> EpisodeStore
         arrays=arrays,
         episode_starts=starts,
         episode_ends=ends,
-        stats={k: v for k, v in layout.stats.items() if k in features},
+        stats=stats,
         root=root,
         names={k: vector_names(layout.info["features"][k]) for k in vectors},
     )

@@ -98,7 +98,28 @@ def read_stats(root: Path) -> dict[str, dict[str, np.ndarray]]:
         raw = aggregate_stats(per_episode)
     else:
         return {}
-    return {k: {s: np.asarray(v, dtype=np.float32) for s, v in st.items()} for k, st in raw.items()}
+    source = stats_file(root)
+    if not isinstance(raw, dict) or not all(isinstance(st, dict) for st in raw.values()):
+        raise ActlabError(f"{source}: expected a map of feature -> {{mean, std, min, max, ...}}")
+    return {k: {s: stat_array(source, k, s, v) for s, v in st.items()} for k, st in raw.items()}
+
+
+def stats_file(root: Path) -> Path:
+    """The file the statistics come from: meta/stats.json, else meta/episodes_stats.jsonl (v2.1)."""
+    meta = root / "meta"
+    return meta / ("stats.json" if (meta / "stats.json").is_file() else "episodes_stats.jsonl")
+
+
+def stat_array(source: Path, key: str, name: str, value: object) -> np.ndarray:
+    """One statistic as float32 numbers, or one line naming the file, the feature and the statistic. (Whether
+    they are finite is checked for the features a run uses, actlab.data.store.check_finite_stats.)"""
+    try:
+        array = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        array = None
+    if array is None or array.dtype == object:
+        raise ActlabError(f"{source}: '{key}.{name}' = {str(value)[:60]!r} is not a number or a list of numbers")
+    return array
 
 
 def read_json(path: Path) -> dict:
