@@ -26,7 +26,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
-from actlab.errors import ActlabError
+from actlab.errors import ActlabError, TrainingDiverged
 
 T = TypeVar("T")
 
@@ -49,7 +49,8 @@ def run_task(cfg: DictConfig, task: Callable[[DictConfig], T]) -> T:
                 raise SweepJobFailed(str(e)) from None
             return float("nan")  # type: ignore[return-value] - a grid sweep's "this job failed"
         report_error(f"error: {e}")
-        remove_unused_run_dir(cfg)
+        if not isinstance(e, TrainingDiverged):
+            remove_unused_run_dir(cfg)
         sys.exit(2)
     except KeyboardInterrupt:
         run_dir = Path(cfg.paths.output_dir)

@@ -11,6 +11,7 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 from actlab.config.schema import OptimizerConfig, SchedulerConfig
+from actlab.errors import TrainingDiverged
 from actlab.policy import ACTPolicy
 from actlab.policy.policy import WEIGHTS_NAME, check_weights
 
@@ -57,10 +58,28 @@ class ACTLightningModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         losses = self.policy(batch)
+        self.check_finite(losses)
         batch_size = len(batch["action"])
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=batch_size)
         self.log("lr", self.lr_schedulers().get_last_lr()[0], batch_size=batch_size)
         return losses["loss"]
+
+    def check_finite(self, losses: dict[str, torch.Tensor]) -> None:
+        """Stops training at the first loss that is NaN or infinite, naming the step and the term, before it
+        reaches the weights. Lightning 2 has no `terminate_on_nan` any more; `detect_anomaly` traces every
+        backward (slow) and ends in a traceback, and EarlyStopping(check_finite=True) only looks at a monitored
+        metric when validation runs. All processes of a distributed run take the same decision
+        (`reduce_boolean_decision`), so none is left waiting for the others."""
+        finite = bool(torch.isfinite(losses["loss"]).all())
+        if self.trainer.strategy.reduce_boolean_decision(finite, all=True):
+            return
+        terms = ", ".join(f"{k}={v.item():g}" for k, v in losses.items())
+        bad = [k for k, v in losses.items() if k != "loss" and not bool(torch.isfinite(v).all())] or ["loss"]
+        where = f"the loss term '{bad[0]}' is not finite" if not finite else "a loss of another process is not finite"
+        raise TrainingDiverged(
+            f"training stopped at step {self.global_step}: {where} ({terms}); "
+            "check the data for NaN/inf or lower model.optimizer.lr"
+        )
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         # In eval mode the latent is zero, as at inference: this is the action prediction error.
