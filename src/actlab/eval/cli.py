@@ -26,6 +26,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from actlab.config.entry_points import checkpoint_command
+from actlab.config.ranges import check_ranges
 from actlab.errors import ActlabError
 from actlab.policy.loader import load_policy
 
@@ -40,8 +41,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     options = cfg.eval
     if options.mode not in MODES:
         raise ActlabError(f"eval.mode={options.mode!r} is not one of {list(MODES)}")
-    if options.num_workers < 1:
-        raise ActlabError(f"eval.num_workers={options.num_workers}; expected 1 or more")
+    check_ranges(cfg)  # as the command does at start; again for a config composed elsewhere (a notebook)
     policy = load_policy(cfg, options.device)
     folder, device = Path(cfg.checkpoint), next(policy.parameters()).device
     mode = options.mode if options.mode != "auto" else ("sim" if cfg.env.type != "none" else "dataset")
