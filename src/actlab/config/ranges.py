@@ -58,10 +58,12 @@ class Range:
             return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
         return bound
 
-    def describe(self, node: Any, prefix: str) -> str:
+    def describe(self, node: Any = None, prefix: str = "") -> str:
+        """` >= 1`, ` in [0, 1)`, ...: with `node`, a bound that names a sibling key shows its value too."""
+
         def show(bound: Bound) -> str:
             if isinstance(bound, str):
-                return f"{prefix}{bound} ({self.bound(bound, node)})"
+                return f"{prefix}{bound}" + (f" ({self.bound(bound, node)})" if node is not None else "")
             return str(bound)
 
         if self.low is not None and self.high is not None:

@@ -271,6 +271,7 @@ def rows_of(cfg: DictConfig, comments: dict[str, str], prefix: str = "") -> list
     """One row per leaf of `cfg` (an empty or null node is a leaf), dotted keys under `prefix`."""
     rows: list[Row] = []
     hints, field_comments = schema_fields(OmegaConf.get_type(cfg) or dict)
+    ranges = declared_ranges(OmegaConf.get_type(cfg))
     for key in cfg.keys():
         child = cfg._get_node(key)
         full = f"{prefix}.{key}" if prefix else str(key)
@@ -280,8 +281,17 @@ def rows_of(cfg: DictConfig, comments: dict[str, str], prefix: str = "") -> list
                 rows += rows_of(child, comments, full)
                 continue
         typ = type_name(hints[str(key)]) if str(key) in hints else value_type(child)
+        if str(key) in ranges:
+            typ += ranges[str(key)].describe()
         rows.append(Row(full, typ, node_text(child), comment))
     return rows
+
+
+def declared_ranges(schema: Any) -> dict[str, Any]:
+    """Field name -> its valid range (actlab.config.ranges), shown beside the key's type."""
+    if not (isinstance(schema, type) and dataclasses.is_dataclass(schema)):
+        return {}
+    return {f.name: f.metadata["range"] for f in dataclasses.fields(schema) if "range" in f.metadata}
 
 
 def node_text(node: Any) -> str:
