@@ -214,6 +214,38 @@ def test_an_idle_or_oversized_client_does_not_stop_others(served):
     idle.close()
 
 
+def test_an_api_key_needs_exactly_one_header_and_repeated_wrong_keys_are_slowed_down():
+    import websockets.sync.client
+    from websockets.exceptions import InvalidStatus
+
+    from actlab.deploy.server import KeyRefusals
+
+    delays = KeyRefusals(free=3, first=0.25, longest=5.0)
+    assert [delays.add("a") for _ in range(10)] == [0, 0, 0, 0.25, 0.5, 1, 2, 4, 5, 5]  # bounded
+    assert delays.add("b") == 0 and (delays.forget("a") or delays.add("a")) == 0  # per address, reset by a good key
+
+    server = ServerThread(small_policy(), api_key="s3cret")
+    server.server.refusals = KeyRefusals(free=1, first=0.4)
+    try:
+        def status(headers) -> tuple[int, float]:
+            started = time.perf_counter()
+            with pytest.raises(InvalidStatus) as refused:
+                websockets.sync.client.connect(server.url, additional_headers=headers, open_timeout=10)
+            return refused.value.response.status_code, time.perf_counter() - started
+
+        twice = [("Authorization", "Api-Key s3cret"), ("Authorization", "Api-Key s3cret")]
+        code, seconds = status(twice)  # two headers: 401 (was an HTTP 500), the first refusal: at once
+        assert code == 401 and seconds < 0.4
+        code, seconds = status([("Authorization", "Api-Key s3cre")])  # the second wrong key waits
+        assert code == 401 and seconds >= 0.4
+        started = time.perf_counter()
+        with PolicyClient(server.url, api_key="s3cret") as client:  # the right key never waits
+            assert time.perf_counter() - started < 0.4 and client.metadata["chunk_size"] == 8
+        assert status([])[0] == 401
+    finally:
+        server.close()
+
+
 def test_api_key_health_check_and_seed_004_layout():
     policy = small_policy()
     key_map = {"observation.state": ["states.arm", "states.gripper"], "observation.images.top": "images.front"}

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import http
 import ipaddress
 import logging
@@ -70,6 +71,34 @@ class PolicySession:
         return chunk.float().cpu().numpy(), 1000 * (time.perf_counter() - started)
 
 
+class KeyRefusals:
+    """Wrong API keys per client address: the first `free` are answered at once, then each answer waits
+    twice as long as the last, up to `longest` seconds (per connection: a guesser is slowed, a client with
+    the right key never waits). Logged at the first refusal and every power of two; at most `addresses`
+    addresses are remembered (the oldest forgotten first)."""
+
+    def __init__(self, free: int = 3, first: float = 0.25, longest: float = 5.0, addresses: int = 4096):
+        self.free, self.first, self.longest, self.addresses = free, first, longest, addresses
+        self.counts: dict[str, int] = {}
+
+    def add(self, address: str) -> float:
+        """Counts a refusal; returns how long its answer waits."""
+        count = self.counts.pop(address, 0) + 1
+        self.counts[address] = count  # most recent last
+        while len(self.counts) > self.addresses:
+            del self.counts[next(iter(self.counts))]
+        delay = 0.0 if count <= self.free else min(self.first * 2 ** (count - self.free - 1), self.longest)
+        if count & (count - 1) == 0:
+            log.warning(
+                f"refused a connection from {address}: missing or wrong API key ({count} in a row"
+                + (f"; answers now wait {delay:g} s)" if delay else ")")
+            )
+        return delay
+
+    def forget(self, address: str) -> None:
+        self.counts.pop(address, None)
+
+
 class PolicyServer:
     def __init__(
         self,
@@ -93,6 +122,7 @@ class PolicyServer:
         self.executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self.device = next(policy.parameters()).device
         self.bound_port: int | None = None
+        self.refusals = KeyRefusals()
 
     def warm_up(self, calls: int = 3) -> float:
         """Runs the policy on zero observations (allocations, oneDNN kernels, torch.compile); returns the
@@ -108,14 +138,22 @@ class PolicyServer:
         return ms
 
     # ------------------------------------------------------------------------------------- connections
-    def process_request(self, connection, request):
-        """Before the websocket handshake: /healthz, and the API key."""
+    async def process_request(self, connection, request):
+        """Before the websocket handshake: /healthz, and the API key (exactly one `Authorization` header,
+        compared in constant time); an address that keeps sending wrong keys waits longer for each answer."""
         if request.path == "/healthz":
             return connection.respond(http.HTTPStatus.OK, "OK\n")
-        if self.api_key and request.headers.get("Authorization") != f"Api-Key {self.api_key}":
-            log.warning(f"refused a connection from {connection.remote_address[0]}: missing or wrong API key")
-            return connection.respond(http.HTTPStatus.UNAUTHORIZED, "missing or wrong API key\n")
-        return None
+        if not self.api_key:
+            return None
+        address = str(connection.remote_address[0])
+        given = request.headers.get_all("Authorization")
+        expected = f"Api-Key {self.api_key}".encode()
+        if len(given) == 1 and hmac.compare_digest(given[0].encode(), expected):
+            self.refusals.forget(address)
+            return None
+        delay = self.refusals.add(address)
+        await asyncio.sleep(delay)
+        return connection.respond(http.HTTPStatus.UNAUTHORIZED, "missing or wrong API key\n")
 
     async def handle(self, websocket) -> None:
         import websockets
