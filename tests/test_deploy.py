@@ -292,6 +292,36 @@ def test_actlab_serve_warms_up_answers_and_stops_on_sigterm(tmp_path):
     assert process.returncode == 0 and "Shutting down" in output and "Traceback" not in output
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["command line", "key file"])
+def test_the_api_key_works_and_never_lands_in_what_the_serve_run_writes(tmp_path, how):
+    folder, secret = tmp_path / "policy", "Tops3cret-1f2e"
+    small_policy().save_pretrained(folder)
+    (tmp_path / "key").write_text(secret + "\n")
+    key = f"serve.api_key={secret}" if how == "command line" else f"serve.api_key_file={tmp_path / 'key'}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "actlab.deploy.server", f"checkpoint={folder}", "serve.port=0", key],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        port = None
+        for line in process.stdout:
+            if "Serving" in line:
+                port = int(line.rsplit(":", 1)[1])
+                break
+        assert port, "the server did not start"
+        with pytest.raises(ActlabError, match="HTTP 401"):
+            PolicyClient(f"ws://127.0.0.1:{port}", api_key="wrong")
+        with PolicyClient(f"ws://127.0.0.1:{port}", api_key=secret) as client:
+            assert client.infer(observation())["actions"].shape == (8, 5)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=60)[0]
+    written = [p for p in (tmp_path / "outputs").rglob("*") if p.is_file()]
+    assert any(p.name == "overrides.yaml" for p in written) and secret not in output
+    assert not [p for p in written if secret in p.read_text(errors="replace")]
+
+
 # ----------------------------------------------------------------------------------------------- chunks
 def test_action_plan_drops_late_actions_and_merges_overlaps():
     def chunk(values) -> torch.Tensor:  # a (1, T, 1) chunk

@@ -4,8 +4,10 @@ then the task run with actlab's error reporting (actlab.entry)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -16,6 +18,40 @@ from actlab.config.compose import CONFIG_DIR
 from actlab.config.ranges import check_ranges
 from actlab.config.schema import register_configs
 from actlab.entry import run_task
+
+API_KEY_ENV = "ACTLAB_API_KEY"
+SECRETS = ("serve.api_key", "policy.api_key")  # overrides whose values never reach what a run writes
+
+
+def take_secrets(argv: list[str]) -> list[str]:
+    """`argv` without the overrides that carry an API key (`serve.api_key=...`, `policy.api_key=...`): their
+    value moves to $ACTLAB_API_KEY of this process, where the commands read it, so Hydra never sees it and
+    neither `.hydra/` (config.yaml, overrides.yaml, hydra.yaml) nor the log holds it."""
+    kept = []
+    for arg in argv:
+        key, _, value = arg.lstrip("+~").partition("=")
+        if key in SECRETS and value:
+            os.environ[API_KEY_ENV] = value.strip("'\"")
+        else:
+            kept.append(arg)
+    return kept
+
+
+def api_key(value: str | None, key_file: str | None = None) -> str | None:
+    """The API key: a value in the config, else the first line of `key_file`, else $ACTLAB_API_KEY."""
+    if value:
+        return value
+    if key_file:
+        from actlab.errors import ActlabError
+
+        try:
+            lines = Path(key_file).expanduser().read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ActlabError(f"api_key_file={key_file}: cannot be read ({type(e).__name__})") from None
+        if not lines or not lines[0].strip():
+            raise ActlabError(f"api_key_file={key_file}: empty; expected the key on its first line")
+        return lines[0].strip()
+    return os.environ.get(API_KEY_ENV) or None
 
 
 def checkpoint_command(config_name: str, task: Callable[[DictConfig], Any]) -> Callable[[], None]:
@@ -28,6 +64,7 @@ def checkpoint_command(config_name: str, task: Callable[[DictConfig], Any]) -> C
         run_task(cfg, lambda cfg: (check_ranges(cfg), task(cfg))[1])
 
     def main() -> None:
+        sys.argv[1:] = take_secrets(sys.argv[1:])
         register_checkpoint(checkpoint_argument(sys.argv[1:]))
         hydra_main()
 

@@ -163,7 +163,10 @@ class ServeOptions:
 
     host: str = "127.0.0.1"  # loopback only; another address without an api_key warns
     port: int = field(default=8000, metadata=between(0, 65535, integer=True))  # 0 = any free port
-    api_key: str | None = None  # or $ACTLAB_API_KEY: clients send `Authorization: Api-Key <key>`
+    # or serve.api_key_file, or $ACTLAB_API_KEY: clients send `Authorization: Api-Key <key>`. A key given on
+    # the command line is taken off it before Hydra sees it: no file the run writes holds it.
+    api_key: str | None = None
+    api_key_file: str | None = None  # a file whose first line is the key
     max_message_mb: float = field(default=64.0, metadata=POSITIVE)  # larger frames close the connection
     # feature name -> the request's (dotted) key, or a list of keys concatenated; untyped and null by
     # default so that `serve.key_map={...}` replaces it (see DatasetConfig.camera_map)
@@ -211,7 +214,7 @@ class ControlOptions:
 @dataclass
 class DeployPolicyConfig(PolicyRuntimeConfig):
     server: str | None = None  # ws://host:port of actlab-serve: the policy runs there, not in this process
-    api_key: str | None = None  # the server's serve.api_key
+    api_key: str | None = None  # the server's serve.api_key (or $ACTLAB_API_KEY; never written into the run)
 
 
 @dataclass

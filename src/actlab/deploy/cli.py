@@ -18,6 +18,7 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from actlab.config.entry_points import api_key as read_api_key
 from actlab.config.entry_points import checkpoint_command
 from actlab.deploy.loop import ControlLoop, WatchdogStop
 from actlab.deploy.policies import LocalPolicy, RemotePolicy
@@ -80,7 +81,8 @@ def make_policy(cfg: DictConfig) -> LocalPolicy | RemotePolicy:
             if not control[key] > 0:
                 raise ActlabError(f"control.{key}={control[key]}; expected a positive number of seconds")
         backoff = (control.backoff_min, max(control.backoff_min, control.backoff_max))
-        return RemotePolicy(cfg.policy.server, cfg.policy.api_key, control.request_timeout, control.reconnect, backoff)
+        key = read_api_key(cfg.policy.api_key)
+        return RemotePolicy(cfg.policy.server, key, control.request_timeout, control.reconnect, backoff)
     if cfg.checkpoint:
         return LocalPolicy(load_policy(cfg, control.device))
     raise ActlabError("pass checkpoint=<policy folder>, or policy.server=ws://host:port for a served policy")

@@ -20,7 +20,6 @@ import hmac
 import http
 import ipaddress
 import logging
-import os
 import signal
 import threading
 import time
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from actlab.config.entry_points import api_key as read_api_key
 from actlab.config.entry_points import checkpoint_command
 from actlab.deploy.inference import SameThreadExecutor
 from actlab.deploy.protocol import (
@@ -267,7 +267,7 @@ def check_binding(host: str, api_key: str | None) -> None:
 def serve(cfg: DictConfig) -> None:
     """The Hydra task of actlab-serve."""
     options = cfg.serve
-    api_key = options.api_key or os.environ.get("ACTLAB_API_KEY") or None
+    api_key = read_api_key(options.api_key, options.api_key_file)
     check_binding(options.host, api_key)
     policy = load_policy(cfg, options.device)
     server = PolicyServer(
