@@ -35,8 +35,8 @@ def checkpoint_run_config(folder: Path) -> dict[str, Any]:
     `checkpoint_run` and typed nodes for the groups of RUN_GROUPS. Keys an older run saved that its
     options' schemas lack (older versions saved every key of every option) are left out."""
     hyperparameters = folder / "hyperparameters.json"
-    if hyperparameters.is_file():
-        run = json.loads(hyperparameters.read_text())
+    if hyperparameters.exists() or hyperparameters.is_symlink():
+        run = read_run_settings(hyperparameters)
         encoder = run.get("encoder", {})
         return {
             "model": known(ModelConfig, run.get("model", {})),
@@ -48,9 +48,48 @@ def checkpoint_run_config(folder: Path) -> dict[str, Any]:
             "env": env_config(run.get("env", {})),
         }
     config = folder / "config.json"
+    check_regular_file(config)
     data = json.loads(config.read_text()) if config.is_file() else {}
     architecture = {k: data[k] for k in ARCHITECTURE_KEYS if k in data}
     return {"model": {"name": "checkpoint", **architecture}, **empty_run()}
+
+
+def read_run_settings(path: Path) -> dict[str, Any]:
+    """hyperparameters.json of a checkpoint: the JSON object of the run's settings, or one line naming the
+    file. (A folder without one, such as a LeRobot policy folder, is a policy without a training run.)"""
+    if not path.is_file():  # a named pipe would block the read for ever
+        raise ActlabError(f"{path}: {not_a_file(path)}; expected the training run's settings (JSON)")
+    try:
+        run = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ActlabError(f"{path}: cannot be read as JSON ({e}); the checkpoint is damaged") from None
+    if not isinstance(run, dict):
+        raise ActlabError(
+            f"{path}: holds a JSON {json_kind(run)}; expected an object of the training run's settings (the "
+            "checkpoint is damaged)"
+        )
+    return run
+
+
+def check_regular_file(config: Path) -> None:
+    """config.json, when something stands there, is a regular file: a named pipe would block its read."""
+    if (config.exists() or config.is_symlink()) and not config.is_file():
+        raise ActlabError(f"{config}: {not_a_file(config)}; expected a policy config (JSON)")
+
+
+def not_a_file(path: Path) -> str:
+    """What stands at `path` instead of a regular file."""
+    if path.is_fifo():
+        return "a named pipe, not a regular file"
+    if path.is_dir():
+        return "a directory, not a regular file"
+    if not path.exists():
+        return "a broken symbolic link" if path.is_symlink() else "missing"
+    return "not a regular file"
+
+
+def json_kind(value: Any) -> str:
+    return {list: "list", str: "string", bool: "boolean", int: "number", float: "number"}.get(type(value), "null")
 
 
 def empty_run() -> dict[str, Any]:
@@ -65,11 +104,25 @@ def known(schema: type, values: dict[str, Any]) -> dict[str, Any]:
 
 def register_checkpoint(checkpoint: str | None) -> None:
     """Stores the checkpoint's run settings as the `checkpoint_run` config and its groups' `checkpoint`
-    options; an unreadable checkpoint stores none of its settings, and the command reports it."""
+    options. A checkpoint whose policy cannot be read stores none of its settings, and the command reports
+    it when it loads the policy. A hyperparameters.json that is there but is not a JSON object of settings
+    (corrupt, a list, a named pipe), or that is missing from an actlab training checkpoint (a bare policy
+    folder, such as LeRobot's, legitimately has none), is one line here (ActlabError), before Hydra composes
+    anything."""
     node: dict[str, Any] = {}
     if checkpoint:
+        folder = Path(checkpoint).expanduser()
+        hyperparameters = folder / "hyperparameters.json"
+        if hyperparameters.exists() or hyperparameters.is_symlink():
+            read_run_settings(hyperparameters)
+        elif (folder / "training_state.pt").exists():  # an actlab training checkpoint always has one
+            raise ActlabError(
+                f"{hyperparameters} is missing: {folder} is an actlab training checkpoint without the settings of "
+                "its run (the checkpoint is damaged); use another checkpoint of the run"
+            )
+        check_regular_file(folder / "config.json")
         try:
-            node = checkpoint_run_config(Path(checkpoint).expanduser())
+            node = checkpoint_run_config(folder)
         except (OSError, ValueError, TypeError, KeyError, ActlabError):
             node = {}
     node = {**empty_run(), **node}

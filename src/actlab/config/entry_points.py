@@ -17,7 +17,8 @@ from actlab.config.checkpoint import checkpoint_argument, register_checkpoint
 from actlab.config.compose import CONFIG_DIR
 from actlab.config.ranges import check_ranges
 from actlab.config.schema import register_configs
-from actlab.entry import run_task
+from actlab.entry import report_error, run_task
+from actlab.errors import ActlabError
 
 API_KEY_ENV = "ACTLAB_API_KEY"
 SECRETS = ("serve.api_key", "policy.api_key")  # overrides whose values never reach what a run writes
@@ -65,7 +66,11 @@ def checkpoint_command(config_name: str, task: Callable[[DictConfig], Any]) -> C
 
     def main() -> None:
         sys.argv[1:] = take_secrets(sys.argv[1:])
-        register_checkpoint(checkpoint_argument(sys.argv[1:]))
+        try:
+            register_checkpoint(checkpoint_argument(sys.argv[1:]))
+        except ActlabError as e:  # a checkpoint that lies about its run: nothing composed or written yet
+            report_error(f"error: {e}")
+            sys.exit(2)
         hydra_main()
 
     return main

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from lightning.fabric.plugins import CheckpointIO
 
+from actlab.config.checkpoint import json_kind, not_a_file
 from actlab.config.policy import ACTPolicyConfig
 from actlab.errors import ActlabError, reason
 from actlab.io import atomic_dir
@@ -66,7 +67,8 @@ class FolderCheckpointIO(CheckpointIO):
             state = torch.load(path / TRAINING_STATE, map_location=map_location, weights_only=True)
         except Exception as e:  # noqa: BLE001 - truncated, or a pickle that weights_only refuses
             raise ActlabError(f"{path / TRAINING_STATE}: cannot be read ({reason(e)}); {DAMAGED}") from None
-        state["state_dict"] = {MODULE_PREFIX + k: v for k, v in read_weights(path / WEIGHTS_NAME).items()}
+        weights = regular_file(path / WEIGHTS_NAME)
+        state["state_dict"] = {MODULE_PREFIX + k: v for k, v in read_weights(weights).items()}
         return state
 
     def remove_checkpoint(self, path: str | Path) -> None:
@@ -88,4 +90,20 @@ def share_identical_files(folder: Path, other: Path) -> None:
 
 
 def load_run_config(checkpoint: Path) -> dict[str, Any]:
-    return json.loads((Path(checkpoint) / HYPERPARAMETERS).read_text())
+    """hyperparameters.json of a training checkpoint: the JSON object of its run's settings, or one line."""
+    path = regular_file(Path(checkpoint) / HYPERPARAMETERS)
+    try:
+        run = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ActlabError(f"{path}: cannot be read as JSON ({e}); {DAMAGED}") from None
+    if not isinstance(run, dict):
+        raise ActlabError(f"{path}: holds a JSON {json_kind(run)}, not an object of the run's settings; {DAMAGED}")
+    return run
+
+
+def regular_file(path: Path) -> Path:
+    """`path`, when it is a regular file; a missing one, or a named pipe (whose read would block for ever), a
+    directory or a device in its place, is one line."""
+    if not path.is_file():
+        raise ActlabError(f"{path}: {not_a_file(path)}; {DAMAGED}")
+    return path

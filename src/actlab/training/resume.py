@@ -15,7 +15,7 @@ from actlab.errors import ActlabError
 from actlab.features import PolicyFeature
 from actlab.policy import ACTPolicy
 from actlab.policy.policy import CONFIG_NAME, check_weights
-from actlab.training.checkpoint_io import load_run_config
+from actlab.training.checkpoint_io import load_run_config, regular_file
 
 log = logging.getLogger("actlab")
 
@@ -49,7 +49,7 @@ def resume_checkpoint(cfg: DictConfig) -> Path | None:
 def check_resumed_policy(last: Path, config: ACTPolicyConfig) -> None:
     """The checkpoint's own config.json must describe the policy this run builds: the same features (the
     same data) and architecture, so its weights load one for one."""
-    saved = ACTPolicyConfig.load(last / CONFIG_NAME)
+    saved = ACTPolicyConfig.load(regular_file(last / CONFIG_NAME))
     difference = feature_difference(config, saved)
     if difference:
         key, new, old = difference

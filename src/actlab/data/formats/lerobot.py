@@ -73,11 +73,13 @@ def load_layout(root: Path, cfg: DatasetConfig, cache_dir: Path) -> EpisodeStore
     layout = read_layout(root)
     features = select_features(layout.info["features"], cfg.cameras, root)
     vectors = {k: f.shape[0] for k, f in features.items() if f.type != "VISUAL"}
+    cameras = [k for k, f in features.items() if f.type == "VISUAL"]
+    check_camera_files(layout, cameras)
     columns = read_columns(root, ["index", "episode_index", "timestamp"], vectors)
+    check_total_frames(layout, len(columns["index"]))
     starts, ends = episode_bounds(columns["episode_index"], root)
     check_episode_lengths(layout, columns["episode_index"][starts], ends - starts)
     arrays = {k: columns[k] for k in vectors}
-    cameras = [k for k, f in features.items() if f.type == "VISUAL"]
     if cameras:
         arrays.update(decode_cameras(layout, columns, features, cameras, starts, cache_dir))
     stats = {k: v for k, v in layout.stats.items() if k in features}
@@ -93,6 +95,39 @@ def load_layout(root: Path, cfg: DatasetConfig, cache_dir: Path) -> EpisodeStore
         root=root,
         names={k: vector_names(layout.info["features"][k]) for k in vectors},
     )
+
+
+def check_camera_files(layout: Layout, cameras: list[str]) -> None:
+    """Every camera info.json lists (and the run uses) has files: mp4s under videos/ (and, in v3.0, its
+    columns in meta/episodes), or a column of images in the parquet files."""
+    root, info = layout.root, layout.info["features"]
+    for key in cameras:
+        if info[key]["dtype"] == "video":
+            videos = root / "videos"
+            found = videos.is_dir() and any(key in p.parts for p in videos.rglob("*"))
+            listed = layout.version != "v3.0" or f"videos/{key}/chunk_index" in layout.episodes
+            if not found or not listed:
+                where = f"{videos} holds no files of it" if not found else "meta/episodes has no columns of it"
+                raise ActlabError(
+                    f"{root}/meta/info.json lists camera '{key}' (dtype video) but {where}; remove it from "
+                    "'features' or pick other cameras with dataset.cameras"
+                )
+        else:
+            for path in data_files(root):
+                if key not in open_parquet(path).schema_arrow.names:
+                    raise ActlabError(
+                        f"{root}/meta/info.json lists camera '{key}' (dtype {info[key]['dtype']}) but {path} has no "
+                        "column of it; remove it from 'features' or pick other cameras with dataset.cameras"
+                    )
+
+
+def check_total_frames(layout: Layout, frames: int) -> None:
+    total = layout.info.get("total_frames")
+    if total is not None and total != frames:
+        raise ActlabError(
+            f"{layout.root}/meta/info.json: 'total_frames' is {total} but data/ holds {frames} frames; the dataset "
+            "is inconsistent"
+        )
 
 
 def data_files(root: Path) -> list[Path]:

@@ -18,6 +18,20 @@ from actlab.features import ACTION, OBS_ENV_STATE, OBS_IMAGES, OBS_STATE, Policy
 
 VECTOR_TYPES = {OBS_STATE: "STATE", OBS_ENV_STATE: "ENV", ACTION: "ACTION"}
 VERSIONS = ("v2.0", "v2.1", "v3.0")
+NUMERIC_DTYPES = (
+    "float16",
+    "float32",
+    "float64",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "bool",
+)  # what a state, environment state or action vector may hold
 
 
 @dataclass
@@ -67,9 +81,12 @@ def vector_names(feature: dict) -> list[str] | None:
 
 def read_layout(root: Path) -> Layout:
     info = read_json(root / "meta" / "info.json")
+    if not isinstance(info, dict):
+        raise ActlabError(f"{root}/meta/info.json: expected a JSON object (codebase_version, fps, features, ...)")
     version = info.get("codebase_version")
     if version not in VERSIONS:
         raise ActlabError(f"{root}/meta/info.json: codebase_version {version!r} is not one of {VERSIONS}")
+    check_info(root, info)
     if version == "v3.0":
         files = sorted((root / "meta" / "episodes").rglob("*.parquet"))
         if not files:
@@ -81,6 +98,35 @@ def read_layout(root: Path) -> Layout:
         rows = read_jsonl(root / "meta" / "episodes.jsonl")
         episodes = {k: np.array([r[k] for r in rows]) for k in ("episode_index", "length")}
     return Layout(root, info, episodes, read_stats(root))
+
+
+def check_info(root: Path, info: dict) -> None:
+    """What the loader takes from info.json on trust: a frame rate (> 0, finite) and a map of features, each
+    with a dtype and a shape; anything else is one line naming the file and the key."""
+    path = root / "meta" / "info.json"
+    if "fps" not in info:
+        raise ActlabError(f"{path}: no 'fps'; expected the frame rate of the recordings (a number > 0)")
+    fps = info["fps"]
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not np.isfinite(fps) or fps <= 0:
+        raise ActlabError(f"{path}: 'fps' is {fps!r}; expected the frame rate of the recordings (a number > 0)")
+    features = info.get("features")
+    if not isinstance(features, dict) or not features:
+        raise ActlabError(
+            f"{path}: 'features' is {str(features)[:60]!r}; expected a map of feature -> {{dtype, shape, names}}"
+        )
+    for key, feature in features.items():
+        if not isinstance(feature, dict) or not isinstance(feature.get("dtype"), str):
+            raise ActlabError(f"{path}: 'features.{key}' has no dtype; expected {{dtype, shape, names}}")
+        shape = feature.get("shape")
+        if key not in VECTOR_TYPES and feature["dtype"] not in ("image", "video"):
+            continue  # not a feature a policy reads
+        if not isinstance(shape, list) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape
+        ):
+            raise ActlabError(f"{path}: 'features.{key}.shape' is {shape!r}; expected a list of sizes > 0")
+    total = info.get("total_frames")
+    if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
+        raise ActlabError(f"{path}: 'total_frames' is {total!r}; expected the number of frames in data/")
 
 
 def read_stats(root: Path) -> dict[str, dict[str, np.ndarray]]:
@@ -144,6 +190,12 @@ def select_features(info_features: dict, cameras: list[str] | None, root: Path) 
     for key, ftype in VECTOR_TYPES.items():
         if key in info_features:
             shape = tuple(info_features[key]["shape"])
+            dtype = info_features[key]["dtype"]
+            if dtype not in NUMERIC_DTYPES:
+                raise ActlabError(
+                    f"{root}/meta/info.json: 'features.{key}.dtype' is {dtype!r}; expected a numeric dtype "
+                    "(e.g. float32)"
+                )
             if len(shape) != 1:
                 raise ActlabError(f"{root}/meta/info.json: '{key}' has shape {list(shape)}; expected [dim]")
             features[key] = PolicyFeature(ftype, shape)

@@ -90,7 +90,15 @@ def camera_map_of(cfg: NpyDatasetConfig) -> dict[str, str]:
 def read_lengths(path: Path) -> np.ndarray:
     if not path.is_file():
         raise ActlabError(f"{path} is missing; expected the episode lengths")
-    lengths = np.load(path)
+    if _is_object_npy(path):
+        raise ActlabError(
+            f"{path} holds Python objects (loading it would run pickle, which can execute code); expected a 1-D "
+            "integer array of episode lengths, e.g. np.save(path, np.array(lengths, dtype=np.int64))"
+        )
+    try:
+        lengths = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise ActlabError(f"{path}: not a numeric .npy array ({e})") from None
     if lengths.ndim != 1 or not np.issubdtype(lengths.dtype, np.integer):
         raise ActlabError(
             f"{path}: expected a 1-D integer array of episode lengths; got {lengths.dtype} {lengths.shape}"
