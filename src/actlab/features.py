@@ -63,7 +63,8 @@ def to_policy_batch(
 ) -> dict[str, torch.Tensor]:
     """The policy's inputs (`features`) as a batch of one on `device`: vectors (D,) float become (1, D)
     float32, images H x W x 3 uint8 become (1, 3, H, W) uint8 and 3 x H x W float in [0, 1] stay float. A
-    missing key, a wrong shape or dtype, or a NaN is an ObservationError naming it."""
+    missing key, a wrong shape or dtype, a ragged list, a NaN, or a float image outside [0, 1] is an
+    ObservationError naming it."""
     batch = {}
     for key, feature in features.items():
         if key not in observation:
@@ -72,7 +73,10 @@ def to_policy_batch(
         if isinstance(value, torch.Tensor):
             value = value.detach().cpu().numpy()
         elif not isinstance(value, np.ndarray):
-            value = np.asarray(value)
+            try:
+                value = np.asarray(value)
+            except (ValueError, TypeError) as e:  # ragged lists
+                raise ObservationError(f"'{key}' is not an array of numbers ({e})") from None
         if value.dtype.kind not in "biuf":
             raise ObservationError(f"'{key}' has dtype {value.dtype}; expected numbers")
         if feature.type == "VISUAL":
@@ -94,7 +98,13 @@ def _image(key: str, value: np.ndarray, feature: PolicyFeature) -> torch.Tensor:
     if value.shape == (channels, height, width):
         if value.dtype.kind != "f":
             raise ObservationError(f"'{key}' is C x H x W {value.dtype}; C x H x W images must be float in [0, 1]")
-        return _finite(key, torch.from_numpy(np.array(value, dtype=np.float32)))
+        tensor = _finite(key, torch.from_numpy(np.array(value, dtype=np.float32)))
+        low, high = tensor.min().item(), tensor.max().item()
+        if low < 0 or high > 1:
+            raise ObservationError(
+                f"'{key}' holds values in [{low:.4g}, {high:.4g}]; C x H x W float images must be in [0, 1]"
+            )
+        return tensor
     raise ObservationError(
         f"'{key}' has shape {list(value.shape)}; expected {[height, width, channels]} (uint8) or "
         f"{[channels, height, width]} (float in [0, 1])"

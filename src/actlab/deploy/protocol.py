@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -72,7 +74,11 @@ def _unpack(obj: dict) -> Any:
             raise ProtocolError(f"an array of shape {list(shape)} and dtype {dtype} carries {size} bytes")
         return np.frombuffer(data, dtype=dtype).reshape(shape)
     if b"__npgeneric__" in obj:
-        return _dtype(obj.get(b"dtype")).type(obj.get(b"data"))
+        dtype, value = _dtype(obj.get(b"dtype")), obj.get(b"data")
+        try:
+            return dtype.type(value)
+        except OverflowError:  # np.int8(1000), np.uint8(-1): numpy raises, it never wraps
+            raise ProtocolError(f"a numpy scalar of dtype {dtype} cannot hold {str(value)[:40]}") from None
     return obj
 
 
@@ -90,15 +96,98 @@ def packb(obj: Any) -> bytes:
     return msgpack.packb(obj, default=_pack)
 
 
-def unpackb(data: bytes) -> Any:
-    """A frame's content; anything that is not msgpack-numpy is a ProtocolError naming the problem."""
+@dataclass(frozen=True)
+class Limits:
+    """The most a request may hold, so that a hostile frame costs little before it is refused: `keys` entries
+    in one map and `items` in one list (checked by msgpack on reading a map's or list's header, before its
+    content is read), maps and lists nested `depth` deep, and `entries` in all maps and lists together
+    (both checked as each map or list is read). See request_limits."""
+
+    keys: int
+    items: int
+    depth: int
+    entries: int
+
+
+def request_limits(features: Mapping[str, PolicyFeature], key_map: Mapping[str, Any] | None = None) -> Limits:
+    """Generous bounds on what a request for a policy reading `features` (under `key_map`) can need: its
+    names (features and the keys they are mapped from) and a few more (a prompt, a timestamp) in one map, the
+    dotted names as nested maps ({"observation": {"state": ...}}) holding msgpack-numpy arrays or vectors as
+    plain lists; images travel as arrays (bytes), never as nested lists."""
+    names = set(features)
+    for source in (key_map or {}).values():
+        names.update([source] if isinstance(source, str) else source)
+    vector = max([f.shape[0] for f in features.values() if f.type != "VISUAL" and f.shape] or [0])
+    levels = max(name.count(".") + 1 for name in names) if names else 1
+    keys = 16 + 2 * len(names)
+    items = max(64, vector)
+    # a map level per dotted part, then an array map {__ndarray__, data, dtype, shape} with its shape list
+    return Limits(keys=keys, items=items, depth=levels + 3, entries=len(names) * (64 + items) + 4 * keys)
+
+
+def unpackb(data: bytes, limits: Limits | None = None) -> Any:
+    """A frame's content; anything that is not msgpack-numpy, or more than `limits` allow, is a ProtocolError
+    naming the problem."""
+    options: dict[str, Any] = dict(object_hook=_unpack, strict_map_key=False)
+    if limits is not None:
+        options.update(_bounded(limits), max_map_len=limits.keys, max_array_len=limits.items, max_ext_len=0)
     try:
-        return msgpack.unpackb(data, object_hook=_unpack, strict_map_key=False)
+        return msgpack.unpackb(data, **options)
     except ProtocolError:
         raise
-    except (msgpack.UnpackException, ValueError, TypeError) as e:
+    except (msgpack.UnpackException, ValueError, TypeError, RecursionError) as e:
         detail = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        if limits is not None and re.match(r"\d+ exceeds max_(map|array)_len", str(e)):
+            raise ProtocolError(
+                f"the request holds a {'map' if 'map' in str(e) else 'list'} of {str(e).split()[0]} entries; "
+                f"a request for this policy needs at most {limits.keys} keys in a map and {limits.items} "
+                "values in a list (images travel as msgpack-numpy arrays)"
+            ) from None
         raise ProtocolError(f"not a msgpack frame ({detail})") from None
+
+
+def _bounded(limits: Limits) -> dict[str, Any]:
+    """object_hook and list_hook that refuse, as soon as msgpack has read the map or list that crosses
+    them, nesting deeper than limits.depth and more than limits.entries entries in all. Hooks run innermost
+    first: a container's depth is one more than its deepest child's (kept by id: every child container has
+    been through a hook before its parent is read, and is kept alive by it)."""
+    depths: dict[int, int] = {}
+    entries = 0
+
+    def depth_of(children) -> int:
+        deepest = 0
+        for child in children:
+            if isinstance(child, (dict, list, np.ndarray)):
+                deepest = max(deepest, depths.get(id(child), 0))
+        return deepest + 1
+
+    def count(container, children) -> int:
+        nonlocal entries
+        entries += len(container)
+        if entries > limits.entries:
+            raise ProtocolError(
+                f"the request holds more than {limits.entries} keys and values; a request for this policy "
+                "needs far fewer (images travel as msgpack-numpy arrays)"
+            )
+        depth = depth_of(children)
+        if depth > limits.depth:
+            raise ProtocolError(
+                f"the request nests maps or lists more than {limits.depth} deep; a request for this policy "
+                f"needs at most {limits.depth}"
+            )
+        return depth
+
+    def object_hook(obj: dict) -> Any:
+        depth = count(obj, obj.values())
+        value = _unpack(obj)
+        depths[id(value)] = depth
+        return value
+
+    def list_hook(obj: list) -> Any:
+        depths[id(obj)] = count(obj, obj)
+        return obj
+
+    return dict(object_hook=object_hook, list_hook=list_hook)
 
 
 Packer = functools.partial(msgpack.Packer, default=_pack)
@@ -106,15 +195,29 @@ Packer = functools.partial(msgpack.Packer, default=_pack)
 
 # ----------------------------------------------------------------------------------------- observations
 def flatten(request: Mapping, prefix: str = "") -> dict[str, Any]:
-    """{"states": {"qpos": a}} -> {"states.qpos": a}; keys already dotted (LeRobot's names) stay as they are."""
+    """{"states": {"qpos": a}} -> {"states.qpos": a}; keys already dotted (LeRobot's names) stay as they are,
+    bytes keys are read as UTF-8 (a key that is not is a ProtocolError)."""
     out = {}
-    for key, value in request.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
+    stack = [(request, prefix)]  # not recursive: a deeply nested request is an error, never a RecursionError
+    while stack:
+        mapping, prefix = stack.pop()
+        for key, value in mapping.items():
+            name = f"{prefix}{key_name(key)}"
+            if isinstance(value, Mapping):
+                stack.append((value, f"{name}."))
+            else:
+                out[name] = value
     return out
+
+
+def key_name(key: Any) -> str:
+    """A map key as text: bytes keys (msgpack bin) must be UTF-8."""
+    if isinstance(key, bytes):
+        try:
+            return key.decode()
+        except UnicodeDecodeError:
+            raise ProtocolError(f"a key is not UTF-8 text: {key[:40]!r}") from None
+    return str(key)
 
 
 def apply_key_map(request: Mapping, key_map: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -131,8 +234,11 @@ def apply_key_map(request: Mapping, key_map: Mapping[str, Any] | None) -> dict[s
         missing = [s for s in sources if s not in flat]
         if missing:
             raise ProtocolError(f"the request has no {missing} (serve.key_map maps them to '{feature}')")
-        values = [np.asarray(flat[s]) for s in sources]
-        out[feature] = values[0] if len(values) == 1 else np.concatenate([np.ravel(v) for v in values])
+        try:
+            values = [np.asarray(flat[s]) for s in sources]
+            out[feature] = values[0] if len(values) == 1 else np.concatenate([np.ravel(v) for v in values])
+        except (ValueError, TypeError) as e:  # ragged lists, or values that are not arrays
+            raise ProtocolError(f"the request's {sources} cannot make '{feature}' ({e})") from None
     return out
 
 

@@ -4,7 +4,9 @@
   `Authorization: Api-Key <key>` (what openpi-client sends), and binding another address without a key
   warns; frames above `serve.max_message_mb` close that connection; a malformed request gets an error
   frame naming the problem and the connection stays open; so does a request whose actions would be unsafe
-  (NaN, Inf, a wrong length: actlab.features.check_action), which are never sent.
+  (NaN, Inf, a wrong length: actlab.features.check_action), which are never sent. A request is refused
+  while it is read when it holds more keys, longer lists or deeper nesting than the policy's features can
+  need (protocol.request_limits), so a hostile frame costs neither memory nor the other clients' time.
 - `GET /healthz` on the same port answers 200 (no key needed: load balancers probe it).
 - Every connection has its own episode state (the observation history, with n_obs_steps > 1); requests of
   all connections are answered one at a time by the main thread (actlab.deploy.inference) while the
@@ -39,8 +41,10 @@ from actlab.deploy.protocol import (
     ProtocolError,
     UnsafeActions,
     apply_key_map,
+    key_name,
     metadata,
     packb,
+    request_limits,
     unpackb,
 )
 from actlab.errors import ActlabError
@@ -118,6 +122,8 @@ class PolicyServer:
         self.key_map = key_map or {}
         self.actions_key = actions_key
         self.metadata = metadata(policy, package_version("actlab"), actions_key)
+        # what a request may hold: a hostile frame is refused before it costs memory or time
+        self.limits = request_limits(policy.config.input_features, self.key_map)
         # Where inference runs: a thread of its own by default; `run` uses the main thread instead.
         self.executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self.device = next(policy.parameters()).device
@@ -171,6 +177,10 @@ class PolicyServer:
                 except (ProtocolError, ObservationError, UnsafeActions) as e:
                     await websocket.send(f"error: {e}")
                     continue
+                except Exception as e:  # a request nobody foresaw: answered too, never a closed connection
+                    log.exception(f"client {client}: a request failed")
+                    await websocket.send(f"error: the server could not answer this request ({type(e).__name__}: {e})")
+                    continue
                 await websocket.send(reply)
         except websockets.ConnectionClosed:
             pass
@@ -179,10 +189,10 @@ class PolicyServer:
     async def answer(self, message: bytes | str, session: PolicySession, loop) -> bytes:
         if isinstance(message, str):
             raise ProtocolError("expected a binary msgpack frame, got text")
-        request = unpackb(message)
+        request = unpackb(message, self.limits)
         if not isinstance(request, dict):
             raise ProtocolError(f"expected a map of observations, got {type(request).__name__}")
-        request = {k.decode() if isinstance(k, bytes) else str(k): v for k, v in request.items()}
+        request = {key_name(k): v for k, v in request.items()}
         if request.get("reset") is True:
             session.reset()
             return packb({"reset": True})
