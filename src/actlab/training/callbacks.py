@@ -13,6 +13,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ProgressBar
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from tqdm import tqdm
 
 from actlab.sim.runner import SimRunner
@@ -169,7 +170,9 @@ def format_eval(metrics: dict[str, float], when: str, episodes: int) -> str:
 class RunCheckpoints(Callback):
     """Writes `step_<N>/` and `last/` every `save_freq` steps, and `best/` whenever the monitored metric
     improves: eval/success_rate (higher) after each rollout evaluation, or val/loss (lower) after each
-    validation when there is no simulator."""
+    validation when there is no simulator. On SIGTERM (what SLURM and Kubernetes send before a kill;
+    Lightning's signal connector sets `trainer.received_sigterm`) it writes `last/` at the end of the step
+    in progress and stops training (SIGTERMException, which fit_and_evaluate turns into an interruption)."""
 
     def __init__(self, dirpath: Path, save_freq: int, monitor: str, mode: str, eval_freq: int = 0):
         self.dirpath = Path(dirpath)
@@ -191,6 +194,12 @@ class RunCheckpoints(Callback):
             # `last` first: a kill between the two saves must not leave a run without the folder it resumes from.
             self.save(trainer, "last")
             self.save(trainer, f"step_{step}")
+        # Decided on every rank (saving needs them all): the signal may reach one rank only, or not yet.
+        if trainer.strategy.reduce_boolean_decision(bool(trainer.received_sigterm), all=False):
+            if not (self.save_freq > 0 and step % self.save_freq == 0):
+                self.save(trainer, "last")
+            log.info(f"SIGTERM: saved checkpoints/last/ at step {step}; stopping")
+            raise SIGTERMException  # on every rank, before the next step
         if self.monitor.startswith("eval/") and self.eval_freq > 0 and step % self.eval_freq == 0:
             self._update_best(trainer)
 

@@ -157,8 +157,9 @@ def fit_and_evaluate(
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=resume)
     except SystemExit:  # Lightning calls sys.exit after a Ctrl-C, once it has torn the trainer down
-        if trainer.interrupted:
-            log.info(f"Training interrupted at step {trainer.global_step}")
+        if trainer.interrupted:  # Ctrl-C, or SIGTERM (RunCheckpoints has saved last/ first)
+            how = " by SIGTERM" if trainer.received_sigterm else ""
+            log.info(f"Training interrupted{how} at step {trainer.global_step}")
             raise KeyboardInterrupt from None  # what a Ctrl-C anywhere else raises (a notebook survives it)
         raise
 
