@@ -76,9 +76,9 @@ def load_layout(root: Path, cfg: DatasetConfig, cache_dir: Path) -> EpisodeStore
     cameras = [k for k, f in features.items() if f.type == "VISUAL"]
     check_camera_files(layout, cameras)
     columns = read_columns(root, ["index", "episode_index", "timestamp"], vectors)
-    check_total_frames(layout, len(columns["index"]))
     starts, ends = episode_bounds(columns["episode_index"], root)
     check_episode_lengths(layout, columns["episode_index"][starts], ends - starts)
+    check_total_frames(layout, len(columns["index"]))  # after the episodes: their message is more precise
     arrays = {k: columns[k] for k in vectors}
     if cameras:
         arrays.update(decode_cameras(layout, columns, features, cameras, starts, cache_dir))
