@@ -36,7 +36,7 @@ from tests.conftest import REPO, compose_train
         (["model.feedforward_activation=swish"], "model.feedforward_activation='swish' is not one of"),
         (["model.optimizer.lr=0"], "model.optimizer.lr=0.0: expected a number > 0"),
         (["model.optimizer.weight_decay=-0.1"], "model.optimizer.weight_decay=-0.1: expected a number >= 0"),
-        (["trainer.max_steps=0"], "trainer.max_steps=0: expected an integer >= 1"),
+        (["trainer.max_steps=-1"], "trainer.max_steps=-1: expected an integer >= 0"),
         (["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val=-1.0: expected a number >= 0"),
         (["model.optimizer.lr=nan"], "model.optimizer.lr=nan: expected a number > 0"),
         (["env=lift", "env.eval_episodes=0"], "env.eval_episodes=0: expected an integer >= 1"),

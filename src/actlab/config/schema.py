@@ -60,7 +60,7 @@ class TrainerConfig:
     strategy: str = "auto"
     num_nodes: int = field(default=1, metadata=COUNT)
     precision: str = "32-true"  # the hardware group sets auto: bf16-mixed where the device runs bf16 natively
-    max_steps: int = field(default=100_000, metadata=COUNT)
+    max_steps: int = field(default=100_000, metadata=NON_NEGATIVE_INT)  # 0: the initial weights saved as final/
     gradient_clip_val: float = field(default=10.0, metadata=NON_NEGATIVE)  # 0: no clipping
     log_every_n_steps: int = field(default=100, metadata=COUNT)
     val_check_interval: int = field(default=1000, metadata=COUNT)
@@ -88,7 +88,7 @@ class PolicyRuntimeConfig:
 
 @dataclass
 class CheckpointConfig:
-    save_freq: int = field(default=10_000, metadata=COUNT)
+    save_freq: int = field(default=10_000, metadata=NON_NEGATIVE_INT)  # 0: no step_<N>/ folders
 
 
 @dataclass
