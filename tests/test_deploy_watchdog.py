@@ -154,11 +154,11 @@ class FlakyPolicy:
 @pytest.mark.parametrize("threshold", [0.0, 0.5])
 def test_nan_mid_episode_is_never_sent_the_watchdog_holds_and_the_statistics_count_it(threshold):
     robot, policy = ScriptedRobot(40), FlakyPolicy(bad={2, 3, 4})
-    loop = ControlLoop(policy, control(frequency=50, refill_threshold=threshold, max_latency=0.1), None)
+    loop = ControlLoop(policy, control(frequency=20, refill_threshold=threshold, max_latency=0.25), None)
     loop.run_episode(robot, max_steps=40)
     loop.close()
     sent, stats = np.array(robot.sent), loop.stats.summary()
-    assert np.isfinite(sent).all() and len(sent) == 40
+    assert np.isfinite(sent).all() and len(sent) + stats["skipped_ticks"] == 40, stats
     assert 8 <= stats["rejected_actions"] <= 12 and stats["watchdog_ticks"] >= 1
     assert stats["held_ticks"] == stats["rejected_actions"] + stats["underruns"]
     held = sent[(sent[:, 0] == 1.0)]
@@ -168,13 +168,13 @@ def test_nan_mid_episode_is_never_sent_the_watchdog_holds_and_the_statistics_cou
 
 def test_nan_with_on_timeout_stop_stops_and_nan_at_the_first_tick_sends_nothing():
     robot = ScriptedRobot(40)
-    loop = ControlLoop(FlakyPolicy(bad={2, 3, 4}), control(frequency=50, max_latency=0.1, on_timeout="stop"), None)
-    with pytest.raises(WatchdogStop, match=r"no fresh action for 0\.\d+ s \(control.max_latency=0.1\)"):
+    loop = ControlLoop(FlakyPolicy(bad={2, 3, 4}), control(frequency=20, max_latency=0.25, on_timeout="stop"), None)
+    with pytest.raises(WatchdogStop, match=r"no fresh action for 0\.\d+ s \(control.max_latency=0.25\)"):
         loop.run_episode(robot, max_steps=40)
     loop.close()
     assert np.isfinite(robot.sent).all() and 4 + 4 <= len(robot.sent) <= 4 + 6  # held until max_latency
     robot = ScriptedRobot(40)
-    loop = ControlLoop(FlakyPolicy(bad={1, 2}), control(frequency=50, max_latency=0.5), None)
+    loop = ControlLoop(FlakyPolicy(bad={1, 2}), control(frequency=20, max_latency=1.25), None)
     loop.run_episode(robot, max_steps=12)
     loop.close()
     stats = loop.stats.summary()
