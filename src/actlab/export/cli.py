@@ -6,12 +6,10 @@ line on stderr, exit status 2, and nothing at OUT."""
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from actlab.errors import ActlabError
 from actlab.export import lerobot
-from actlab.export.lerobot import push_to_hub
+from actlab.export.lerobot import one_line_errors, push_if_asked
 from actlab.export.onnx import ONNX_FILE, TOLERANCE, export_onnx
 
 FORMATS = ("lerobot", "onnx")
@@ -51,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
         push = ["--push-to-hub", args.push_to_hub] if args.push_to_hub else []
         lerobot.main([str(args.checkpoint), str(args.out), *push])
         return
-    try:
+    with one_line_errors():
         check = export_onnx(args.checkpoint, args.out)
         size = (args.out / ONNX_FILE).stat().st_size / 1e6
         print(f"wrote {args.out}: {', '.join(sorted(p.name for p in args.out.iterdir()))} ({ONNX_FILE}: {size:.1f} MB)")
@@ -64,11 +62,7 @@ def main(argv: list[str] | None = None) -> None:
             f"checked: ONNX Runtime (CPU) vs PyTorch fp32 chunks on {check.random} random observations and {where}: "
             f"max |action difference| {check.diff:.1e} (action units, limit {TOLERANCE:.0e})"
         )
-        if args.push_to_hub:
-            print(f"pushed to {push_to_hub(args.out, args.push_to_hub)}")
-    except ActlabError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        push_if_asked(args.out, args.push_to_hub)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import contextlib
 import io
 import math
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -234,19 +236,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out", type=Path, help="new folder for the LeRobot policy")
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="also upload OUT to this Hugging Face model repo")
     args = parser.parse_args(argv)
-    try:
+    with one_line_errors():
         diff = export_policy(args.checkpoint, args.out)
         print(f"wrote {args.out}: {', '.join(sorted(p.name for p in args.out.iterdir()))}")
         print(
             f"checked: LeRobot reloads it strictly; select_action max |action difference| vs actlab {diff:.1e} "
             f"(action units, limit {TOLERANCE:.0e}); use it with --policy.path={args.out}"
         )
-        if args.push_to_hub:
-            print(f"pushed to {push_to_hub(args.out, args.push_to_hub)}")
+        push_if_asked(args.out, args.push_to_hub)
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """The export commands' rule for bad input: one line on stderr, exit status 2."""
+    try:
+        yield
     except ActlabError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 
+
+def push_if_asked(out: Path, repo_id: str | None) -> None:
+    if repo_id:
+        print(f"pushed to {push_to_hub(out, repo_id)}")
 
 if __name__ == "__main__":
     main()
