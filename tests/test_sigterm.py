@@ -61,3 +61,36 @@ def test_sigterm_saves_last_says_how_to_resume_and_exits_130(tmp_path):
     assert resumed.returncode == 0, text[-3000:]
     assert f"Step {stopped + 2 - stopped % 2}/12" in text and "Step 2/12 " not in text  # from where it stopped
     assert (run_dir / "checkpoints" / "final").is_dir()
+
+
+@pytest.mark.slow
+def test_sigterm_during_validation_saves_last(tmp_path):
+    data = write_image_dataset(tmp_path / "data", cameras=(), episodes=6, frames=30)
+    run_dir = tmp_path / "run"
+    args = [a for a in ARGS if not a.startswith("trainer.val_check_interval")]
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "train.py"), f"dataset.root={data}", *args, "trainer.val_check_interval=4",
+         "dataset.val_split=0.34", "+callbacks.term._target_=tests.terminate.TerminateDuringValidation",
+         "+callbacks.term.step=4", f"hydra.run.dir={run_dir}"],
+        cwd=REPO, env={**os.environ, "PYTHONWARNINGS": "ignore", "HF_HUB_OFFLINE": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    text = process.communicate(timeout=600)[0]
+    assert process.returncode == 130, text[-3000:]
+    assert "SIGTERM: saved checkpoints/last/ at step 4" in text and f"continue with resume={run_dir}" in text
+    assert "Traceback" not in text and (run_dir / "checkpoints" / "last").is_dir()
+
+
+@pytest.mark.slow
+def test_sigterm_before_training_exits_130_and_leaves_no_run_directory(tmp_path):
+    data = write_image_dataset(tmp_path / "data", cameras=(), episodes=4, frames=30)
+    run_dir = tmp_path / "run"
+    process = train(data, f"hydra.run.dir={run_dir}", tmp_path)
+    for line in process.stdout:
+        if "actlab: training ACT" in line:  # start-up: the policy is built, training has not started
+            process.send_signal(signal.SIGTERM)
+            break
+    text = process.communicate(timeout=600)[0]
+    assert process.returncode == 130, text[-3000:]
+    assert "interrupted" in text and "Traceback" not in text
+    assert not run_dir.exists()

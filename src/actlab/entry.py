@@ -1,8 +1,10 @@
 """What every Hydra entry point (`train.py`, `eval.py`, ...) shares: user errors print one line on
 stderr, `error: ...`, and exit with status 2, no traceback; a run that fails before it wrote anything
 leaves no run directory behind, one that fails later keeps its directory with the error line at the end
-of its log; Ctrl-C exits with status 130. Hydra's own composition errors (an unknown option or key, a
-value of the wrong type) are reported by Hydra, with status 1.
+of its log; Ctrl-C exits with status 130, and so does SIGTERM (what `kill`, SLURM and Kubernetes send):
+it ends a command as Ctrl-C does (a control loop stops its robot, a run keeps what it saved), except
+while Lightning trains, where RunCheckpoints saves `last/` first (`lightning_sigterm`). Hydra's own
+composition errors (an unknown option or key, a value of the wrong type) are reported by Hydra, with status 1.
 
 In a sweep (`-m`) a job's error is reported the same way but ends only that job, and the sweep goes on:
 under Optuna's sweeper the job fails (the trial is recorded as failed; `max_failure_rate` decides how
@@ -15,9 +17,12 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -39,8 +44,9 @@ def run_task(cfg: DictConfig, task: Callable[[DictConfig], T]) -> T:
     """Runs `task(cfg)` inside a Hydra job with actlab's error reporting."""
     quiet_library_logging()
     try:
-        check_interpolations(cfg)
-        return task(cfg)
+        with sigterm_as_interrupt():
+            check_interpolations(cfg)
+            return task(cfg)
     except ActlabError as e:
         hydra = HydraConfig.get()
         if hydra.mode == RunMode.MULTIRUN:
@@ -60,6 +66,42 @@ def run_task(cfg: DictConfig, task: Callable[[DictConfig], T]) -> T:
             report_error("interrupted")
             remove_unused_run_dir(cfg)
         sys.exit(130)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt in the main thread, so `finally` blocks run (a robot is stopped and
+    disconnected, simulators close, statistics are written). A handler someone else installed (submitit
+    ignores SIGTERM while it requeues) is left alone."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) not in (
+        signal.SIG_DFL,
+        None,
+    ):
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def lightning_sigterm() -> Iterator[None]:
+    """Inside `trainer.fit` Lightning's own handler takes SIGTERM (it chains any handler present, so
+    `sigterm_as_interrupt`'s is set aside meanwhile): the step in progress ends, `last/` is saved."""
+    if signal.getsignal(signal.SIGTERM) is not _interrupt:
+        yield
+        return
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, _interrupt)
 
 
 def check_interpolations(cfg: DictConfig) -> None:

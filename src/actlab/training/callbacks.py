@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from actlab.sim.runner import SimRunner
 from actlab.training.loggers import log_videos
+from actlab.training.preemption import Requeue
 
 log = logging.getLogger("actlab")
 
@@ -172,10 +173,14 @@ class RunCheckpoints(Callback):
     improves: eval/success_rate (higher) after each rollout evaluation, or val/loss (lower) after each
     validation when there is no simulator. On SIGTERM (what SLURM and Kubernetes send before a kill;
     Lightning's signal connector sets `trainer.received_sigterm`) it writes `last/` at the end of the step
-    in progress and stops training (SIGTERMException, which fit_and_evaluate turns into an interruption)."""
+    in progress and stops training (SIGTERMException, which fit_and_evaluate turns into an interruption).
+    Under submitit, the time-limit/preemption signal does the same and then lets submitit requeue the job
+    (training/preemption.py)."""
 
     def __init__(self, dirpath: Path, save_freq: int, monitor: str, mode: str, eval_freq: int = 0):
         self.dirpath = Path(dirpath)
+        self.requeue = Requeue()
+        self._stopped_at: int | None = None  # the step whose last/ a stop request saved
         self.save_freq = save_freq
         self.monitor = monitor
         self.mode = mode
@@ -188,6 +193,12 @@ class RunCheckpoints(Callback):
         trainer.save_checkpoint(path, weights_only=False)
         return path
 
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self.requeue.install()
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        self.requeue.uninstall()
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
         if self.save_freq > 0 and step % self.save_freq == 0:
@@ -195,13 +206,26 @@ class RunCheckpoints(Callback):
             self.save(trainer, "last")
             self.save(trainer, f"step_{step}")
         # Decided on every rank (saving needs them all): the signal may reach one rank only, or not yet.
-        if trainer.strategy.reduce_boolean_decision(bool(trainer.received_sigterm), all=False):
+        stop = trainer.received_sigterm or self.requeue.requested
+        if trainer.strategy.reduce_boolean_decision(bool(stop), all=False):
             if not (self.save_freq > 0 and step % self.save_freq == 0):
                 self.save(trainer, "last")
-            log.info(f"SIGTERM: saved checkpoints/last/ at step {step}; stopping")
+            self._stopped_at = step
+            if self.requeue.requested:
+                log.info(f"Saved checkpoints/last/ at step {step}; requeueing (the requeued job resumes from it)")
+                self.requeue.requeue()  # exits on the job's first task
+            else:
+                log.info(f"SIGTERM: saved checkpoints/last/ at step {step}; stopping")
             raise SIGTERMException  # on every rank, before the next step
         if self.monitor.startswith("eval/") and self.eval_freq > 0 and step % self.eval_freq == 0:
             self._update_best(trainer)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        # Lightning itself stops on SIGTERM between two batches or inside validation: save what it has.
+        if isinstance(exception, SIGTERMException) and self._stopped_at is None:
+            self._stopped_at = trainer.global_step
+            self.save(trainer, "last")
+            log.info(f"SIGTERM: saved checkpoints/last/ at step {trainer.global_step}; stopping")
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if self.monitor.startswith("val/") and not trainer.sanity_checking:

@@ -19,6 +19,7 @@ from actlab.config.compose import check_config, check_hardware
 from actlab.config.policy import ARCHITECTURE_KEYS
 from actlab.data.datamodule import ACTDataModule
 from actlab.data.store import EpisodeStore
+from actlab.entry import lightning_sigterm
 from actlab.errors import ActlabError
 from actlab.features import ACTION
 from actlab.io import remove_stale
@@ -38,6 +39,7 @@ from actlab.training.callbacks import (
 from actlab.training.ddp import distributed_job
 from actlab.training.loggers import close_loggers, log_videos, make_loggers
 from actlab.training.module import ACTLightningModule
+from actlab.training.preemption import requeued_checkpoint
 from actlab.training.resume import check_resumed_policy, init_weights, resume_checkpoint
 from actlab.training.trainer import build_trainer
 
@@ -99,6 +101,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # What a killed run left behind (a `last/` moved aside by an interrupted save is renamed back).
     remove_stale(Path(cfg.paths.output_dir) / "checkpoints")
     resume = resume_checkpoint(cfg)
+    if resume is None and (resume := requeued_checkpoint(cfg.paths.output_dir)) is not None:
+        log.info(f"Requeued job: resuming from {resume}")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     dm = ACTDataModule(dataset_config(cfg), cfg.paths.cache_dir, m.chunk_size, cfg.seed, m.n_obs_steps)
@@ -155,8 +159,11 @@ def fit_and_evaluate(
         policy.compile()
     describe(cfg, dm, policy, trainer)
     try:
-        trainer.fit(module, datamodule=dm, ckpt_path=resume)
+        with lightning_sigterm():
+            trainer.fit(module, datamodule=dm, ckpt_path=resume)
     except SystemExit:  # Lightning calls sys.exit after a Ctrl-C, once it has torn the trainer down
+        if checkpoints.requeue.requested:  # submitit requeued the job (its exit status says so)
+            raise
         if trainer.interrupted:  # Ctrl-C, or SIGTERM (RunCheckpoints has saved last/ first)
             how = " by SIGTERM" if trainer.received_sigterm else ""
             log.info(f"Training interrupted{how} at step {trainer.global_step}")

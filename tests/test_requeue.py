@@ -1,0 +1,68 @@
+"""Requeue under submitit (issue 18, section 6): the time-limit/preemption signal (USR2) makes training save
+checkpoints/last/ at the end of the step, submitit requeues the job into the same run directory, and the
+requeued job resumes from that step and finishes. Run with hydra/launcher=submitit_local, whose controller
+restarts a requeued job as SLURM would; the test sends the signal that SLURM sends."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from bench.common import write_image_dataset
+from tests.test_sigterm import ARGS, REPO
+
+
+def job_processes(parent: psutil.Process) -> list[psutil.Process]:
+    found = []
+    for child in parent.children(recursive=True):
+        try:
+            if "submitit.core._submit" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+@pytest.mark.slow
+def test_usr2_saves_last_requeues_and_the_requeued_job_resumes(tmp_path):
+    data = write_image_dataset(tmp_path / "data", cameras=(), episodes=4, frames=30)
+    sweep = tmp_path / "multirun"
+    args = [a for a in ARGS if not a.startswith("trainer.max_steps")] + ["trainer.max_steps=40"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "HF_HUB_OFFLINE": "1"}
+    launcher = subprocess.Popen(
+        [sys.executable, str(REPO / "train.py"), "-m", "hydra/launcher=submitit_local", f"hydra.sweep.dir={sweep}",
+         f"dataset.root={data}", *args],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 600
+    signalled = None
+    while signalled is None and time.monotonic() < deadline and launcher.poll() is None:
+        for log in sweep.glob(".submitit/*/*_log.out"):
+            if re.search(r"Step [2-9]/40|Step \d\d/40", log.read_text(errors="replace")):
+                jobs = job_processes(psutil.Process(launcher.pid))
+                assert jobs, "no submitit job process found"
+                jobs[0].send_signal(signal.SIGUSR2)
+                signalled = jobs[0].pid
+        time.sleep(0.2)
+    assert signalled is not None, "training never started"
+    output = launcher.communicate(timeout=600)[0]
+    logs = "".join(p.read_text(errors="replace") for p in sorted(sweep.glob(".submitit/*/*_log.*")))
+    assert launcher.returncode == 0, output[-3000:] + logs[-3000:]
+
+    run_dir = sweep / "0"
+    assert (run_dir / "checkpoints" / "final").is_dir()
+    saved = re.search(r"Saved checkpoints/last/ at step (\d+); requeueing", logs)
+    assert saved, logs[-3000:]
+    stopped = int(saved.group(1))
+    assert 2 <= stopped < 40
+    assert f"Requeued job: resuming from {run_dir / 'checkpoints' / 'last'}" in logs
+    assert "Traceback" not in logs
+    after = logs.split("Requeued job: resuming from")[1]
+    assert "Step 2/40 " not in after and f"Step {stopped + 2 - stopped % 2}/40" in after  # from where it stopped
