@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
+import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
@@ -189,25 +190,32 @@ def sinusoidal_1d(n_positions: int, dim: int) -> Tensor:
     return table.float()
 
 
-@lru_cache(maxsize=16)
 def sinusoidal_2d(height: int, width: int, dim: int) -> Tensor:
     """(dim, height, width) embedding of a feature map: dim/2 channels for rows, dim/2 for columns.
 
-    Positions run 1..n and are scaled to (0, 2pi], as in the original ACT (DETR) code.
+    Positions run 1..n and are scaled to (0, 2pi], as in the original ACT (DETR) code. A new tensor on every
+    call from a cached numpy table: a cached tensor would be whatever the first caller made, e.g. a traced
+    placeholder left behind by torch.export.
     """
+    return torch.from_numpy(_sinusoidal_2d_table(height, width, dim).copy())
+
+
+@lru_cache(maxsize=16)
+def _sinusoidal_2d_table(height: int, width: int, dim: int) -> np.ndarray:
     half = dim // 2
-    two_pi = 2 * math.pi
-    rows = torch.arange(1, height + 1, dtype=torch.float32)
-    cols = torch.arange(1, width + 1, dtype=torch.float32)
-    rows = rows / (rows[-1:] + 1e-6) * two_pi
-    cols = cols / (cols[-1:] + 1e-6) * two_pi
-    inv_freq = 10000 ** (2 * (torch.arange(half, dtype=torch.float32) // 2) / half)
-    even = torch.arange(half) % 2 == 0
+    two_pi = np.float32(2 * math.pi)
+    rows = np.arange(1, height + 1, dtype=np.float32)
+    cols = np.arange(1, width + 1, dtype=np.float32)
+    rows = rows / (rows[-1:] + np.float32(1e-6)) * two_pi
+    cols = cols / (cols[-1:] + np.float32(1e-6)) * two_pi
+    inv_freq = np.float32(10000) ** (2 * (np.arange(half, dtype=np.float32) // 2) / np.float32(half))
+    even = np.arange(half) % 2 == 0
 
-    def embed(p: Tensor) -> Tensor:
+    def embed(p: np.ndarray) -> np.ndarray:
         angle = p[:, None] / inv_freq
-        return torch.where(even, angle.sin(), angle.cos())
+        return np.where(even, np.sin(angle), np.cos(angle))
 
-    row_emb = embed(rows)[:, None, :].expand(height, width, half)
-    col_emb = embed(cols)[None, :, :].expand(height, width, half)
-    return torch.cat([row_emb, col_emb], dim=-1).permute(2, 0, 1).contiguous()
+    row_emb = np.broadcast_to(embed(rows)[:, None, :], (height, width, half))
+    col_emb = np.broadcast_to(embed(cols)[None, :, :], (height, width, half))
+    table = np.concatenate([row_emb, col_emb], axis=-1).transpose(2, 0, 1)
+    return np.ascontiguousarray(table, dtype=np.float32)
