@@ -17,7 +17,9 @@ LAYERS = [
     ("data", ["actlab.data"]),
     ("policy", ["actlab.policy"]),
     ("sim", ["actlab.sim"]),
-    ("commands", ["actlab.training", "actlab.eval", "actlab.deploy", "actlab.export"]),
+    # exports, and the ONNX export on the fly that actlab-eval/-serve/-deploy run with policy.runtime=onnx
+    ("export", ["actlab.export"]),
+    ("commands", ["actlab.training", "actlab.eval", "actlab.deploy"]),
     ("entry points", ["actlab.cli"]),
 ]
 

@@ -46,8 +46,15 @@ def compose_eval(overrides: list[str], output_dir: str | Path, config_name: str 
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         del cfg["hydra"]
-    check_ranges(cfg)
+    check_command_config(cfg)
     return cfg
+
+
+def check_command_config(cfg: DictConfig) -> None:
+    """What a command that acts with a trained policy (actlab-eval, -serve, -deploy) checks as soon as Hydra
+    has composed its config: the ranges of every numeric key and the choices of `policy`."""
+    check_ranges(cfg)
+    check_node(cfg.policy)
 
 
 def check_config(cfg: DictConfig) -> None:

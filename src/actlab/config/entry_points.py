@@ -13,9 +13,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from actlab.config.checkpoint import checkpoint_argument, register_checkpoint
-from actlab.config.compose import CONFIG_DIR
-from actlab.config.ranges import check_ranges
+from actlab.config.checkpoint import checkpoint_argument, register_checkpoint, run_checkpoint
+from actlab.config.compose import CONFIG_DIR, check_command_config
 from actlab.config.schema import register_configs
 from actlab.entry import report_error, run_task
 from actlab.errors import ActlabError
@@ -57,16 +56,17 @@ def api_key(value: str | None, key_file: str | None = None) -> str | None:
 
 def checkpoint_command(config_name: str, task: Callable[[DictConfig], Any]) -> Callable[[], None]:
     """A console-script `main` that composes `conf/<config_name>.yaml`, checks the ranges of its
-    numeric keys (actlab.config.ranges) and runs `task(cfg)`."""
+    numeric keys and its `policy` choices (actlab.config.compose.check_command_config) and runs `task(cfg)`."""
     register_configs()
 
     @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name=config_name)
     def hydra_main(cfg: DictConfig) -> None:
-        run_task(cfg, lambda cfg: (check_ranges(cfg), task(cfg))[1])
+        run_task(cfg, lambda cfg: (check_command_config(cfg), task(cfg))[1])
 
     def main() -> None:
         sys.argv[1:] = take_secrets(sys.argv[1:])
         try:
+            sys.argv[1:] = run_checkpoint(sys.argv[1:])  # a run directory: its checkpoints/best
             register_checkpoint(checkpoint_argument(sys.argv[1:]))
         except ActlabError as e:  # a checkpoint that lies about its run: nothing composed or written yet
             report_error(f"error: {e}")

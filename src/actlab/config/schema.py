@@ -86,6 +86,36 @@ class PolicyRuntimeConfig:
             raise ActlabError(f"policy.precision={self.precision!r} is not one of {list(POLICY_PRECISIONS)}")
 
 
+POLICY_RUNTIMES = ("torch", "onnx")  # policy.runtime (actlab.policy.onnx_backend)
+
+
+@dataclass
+class ActingPolicyConfig(PolicyRuntimeConfig):
+    """`policy` of the commands that act with a trained policy (actlab-eval, -serve, -deploy): also which
+    runtime computes its action chunks. The action selection (queue, n_action_steps, temporal ensembling,
+    background refill) is the same for both; precision and compile are the torch runtime's."""
+
+    runtime: str = "torch"  # torch | onnx (chunks from ONNX Runtime running the exported policy.onnx)
+    # runtime=onnx: a folder written by `actlab-export CKPT OUT format=onnx`; null = exported (and checked)
+    # into the run directory's onnx/
+    onnx: str | None = None
+    # runtime=onnx: ONNX Runtime's execution providers, in order of preference
+    onnx_providers: list[str] = field(default_factory=lambda: ["CPUExecutionProvider"])
+
+    def check(self) -> None:
+        super().check()
+        if self.runtime not in POLICY_RUNTIMES:
+            raise ActlabError(f"policy.runtime={self.runtime!r} is not one of {list(POLICY_RUNTIMES)}")
+        if self.onnx and self.runtime != "onnx":
+            raise ActlabError(f"policy.onnx={self.onnx} is read by policy.runtime=onnx only; add policy.runtime=onnx")
+        providers = self.onnx_providers
+        if not providers or not all(isinstance(p, str) and p.endswith("ExecutionProvider") for p in providers):
+            raise ActlabError(
+                f"policy.onnx_providers={list(providers)}; expected a list of ONNX Runtime execution providers, "
+                "e.g. [CPUExecutionProvider] or [CUDAExecutionProvider,CPUExecutionProvider]"
+            )
+
+
 @dataclass
 class CheckpointConfig:
     save_freq: int = field(default=10_000, metadata=NON_NEGATIVE_INT)  # 0: no step_<N>/ folders
@@ -147,7 +177,7 @@ class CheckpointRunConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
-    policy: PolicyRuntimeConfig = field(default_factory=PolicyRuntimeConfig)
+    policy: ActingPolicyConfig = field(default_factory=ActingPolicyConfig)
 
 
 @dataclass
@@ -212,9 +242,17 @@ class ControlOptions:
 
 
 @dataclass
-class DeployPolicyConfig(PolicyRuntimeConfig):
+class DeployPolicyConfig(ActingPolicyConfig):
     server: str | None = None  # ws://host:port of actlab-serve: the policy runs there, not in this process
     api_key: str | None = None  # the server's serve.api_key (or $ACTLAB_API_KEY; never written into the run)
+
+    def check(self) -> None:
+        super().check()
+        if self.server and self.runtime != "torch":
+            raise ActlabError(
+                f"policy.runtime={self.runtime} runs the policy in this process but policy.server={self.server} "
+                "runs it on the server; start the server with policy.runtime=onnx instead"
+            )
 
 
 @dataclass

@@ -23,7 +23,7 @@ from actlab.config.entry_points import checkpoint_command
 from actlab.deploy.loop import ControlLoop, WatchdogStop
 from actlab.deploy.policies import LocalPolicy, RemotePolicy
 from actlab.errors import ActlabError, reason
-from actlab.policy.loader import load_policy
+from actlab.export.acting import load_acting_policy
 
 log = logging.getLogger("actlab")
 
@@ -84,7 +84,7 @@ def make_policy(cfg: DictConfig) -> LocalPolicy | RemotePolicy:
         key = read_api_key(cfg.policy.api_key)
         return RemotePolicy(cfg.policy.server, key, control.request_timeout, control.reconnect, backoff)
     if cfg.checkpoint:
-        return LocalPolicy(load_policy(cfg, control.device))
+        return LocalPolicy(load_acting_policy(cfg, control.device))
     raise ActlabError("pass checkpoint=<policy folder>, or policy.server=ws://host:port for a served policy")
 
 

@@ -48,9 +48,9 @@ from actlab.deploy.protocol import (
     unpackb,
 )
 from actlab.errors import ActlabError
+from actlab.export.acting import load_acting_policy
 from actlab.features import ObservationError, check_action, to_policy_batch
 from actlab.policy import ACTPolicy
-from actlab.policy.loader import load_policy
 from actlab.policy.selection import ObservationHistory
 
 log = logging.getLogger("actlab")
@@ -279,7 +279,7 @@ def serve(cfg: DictConfig) -> None:
     options = cfg.serve
     api_key = read_api_key(options.api_key, options.api_key_file)
     check_binding(options.host, api_key)
-    policy = load_policy(cfg, options.device)
+    policy = load_acting_policy(cfg, options.device)
     server = PolicyServer(
         policy,
         options.host,
@@ -290,7 +290,8 @@ def serve(cfg: DictConfig) -> None:
         options.actions_key,
     )
     ms = server.warm_up()
-    log.info(f"Warmed up: {ms:.1f} ms per chunk ({cfg.policy.precision}, compile={cfg.policy.compile})")
+    runtime = "onnx" if policy.chunk_backend is not None else f"{cfg.policy.precision}, compile={cfg.policy.compile}"
+    log.info(f"Warmed up: {ms:.1f} ms per chunk ({runtime})")
     try:
         server.run()
     except OSError as e:  # the port is taken, or the address is not this machine's

@@ -28,7 +28,7 @@ from omegaconf import DictConfig
 from actlab.config.entry_points import checkpoint_command
 from actlab.config.ranges import check_ranges
 from actlab.errors import ActlabError
-from actlab.policy.loader import load_policy
+from actlab.export.acting import load_acting_policy
 
 log = logging.getLogger("actlab")
 
@@ -42,11 +42,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if options.mode not in MODES:
         raise ActlabError(f"eval.mode={options.mode!r} is not one of {list(MODES)}")
     check_ranges(cfg)  # as the command does at start; again for a config composed elsewhere (a notebook)
-    policy = load_policy(cfg, options.device)
+    policy = load_acting_policy(cfg, options.device)
     folder, device = Path(cfg.checkpoint), next(policy.parameters()).device
     mode = options.mode if options.mode != "auto" else ("sim" if cfg.env.type != "none" else "dataset")
     out_dir = Path(cfg.paths.output_dir) / "eval"
-    log.info(f"Evaluating {folder} ({mode} mode, {device}, policy.precision={cfg.policy.precision})")
+    runtime = "policy.runtime=onnx" if policy.chunk_backend is not None else f"policy.precision={cfg.policy.precision}"
+    log.info(f"Evaluating {folder} ({mode} mode, {device}, {runtime})")
     if mode == "sim":
         return evaluate_in_simulator(cfg, policy, out_dir)
     return evaluate_on_dataset(cfg, policy, out_dir)

@@ -34,11 +34,9 @@ from actlab.export.lerobot import check_finite
 from actlab.export.onnx_check import dataset_observations, max_difference, random_observations
 from actlab.export.onnx_graph import OUTPUT, ChunkGraph, GraphInput, graph_inputs
 from actlab.io import atomic_dir, remove_stale
+from actlab.policy.onnx_backend import ONNX_FILE, SPEC_FILE, SPEC_FORMAT
 from actlab.policy.policy import ACTPolicy
-from actlab.policy.transformer import sinusoidal_2d
 
-ONNX_FILE = "policy.onnx"
-SPEC_FILE = "policy.json"
 OPSET = 18
 TOLERANCE = 1e-4  # largest accepted |action difference| between ONNX Runtime and PyTorch fp32
 RANDOM_OBSERVATIONS = 100
@@ -91,26 +89,22 @@ def write_onnx(policy: ACTPolicy, path: Path, checkpoint: str | Path) -> None:
     args = tuple(torch.from_numpy(example[spec.name]) for spec in graph.inputs)
     batch = torch.export.Dim("batch", min=1)
     try:
-        with torch.no_grad():
-            graph(*args)  # the position tables are cached from real tensors, not from the tracer's
-            with quiet_exporter():
-                program = torch.onnx.export(
-                    graph,
-                    args,
-                    dynamo=True,
-                    opset_version=OPSET,
-                    input_names=[spec.name for spec in graph.inputs],
-                    output_names=[OUTPUT],
-                    dynamic_shapes=(tuple({0: batch} for _ in graph.inputs),),
-                    verbose=False,
-                )
+        with torch.no_grad(), quiet_exporter():
+            program = torch.onnx.export(
+                graph,
+                args,
+                dynamo=True,
+                opset_version=OPSET,
+                input_names=[spec.name for spec in graph.inputs],
+                output_names=[OUTPUT],
+                dynamic_shapes=(tuple({0: batch} for _ in graph.inputs),),
+                verbose=False,
+            )
     except Exception as e:  # noqa: BLE001 - whatever the exporter trips on, it is one line
         raise ActlabError(
             f"cannot export {checkpoint} to ONNX: PyTorch's exporter failed ({reason(e.__cause__ or e)}); "
             "nothing was written"
         ) from None
-    finally:
-        sinusoidal_2d.cache_clear()  # in case torch.export cached a table of its traced tensors
     program.save(str(path), external_data=False)
     try:
         onnx.checker.check_model(str(path), full_check=True)
@@ -143,7 +137,7 @@ def runtime_spec(policy: ACTPolicy, check: OnnxCheck) -> dict[str, Any]:
     history = config.n_obs_steps > 1
     action_dim = config.action_feature.shape[0]
     return {
-        "format": "actlab-onnx-policy",
+        "format": SPEC_FORMAT,
         "model": ONNX_FILE,
         "actlab_version": version("actlab"),
         "opset": OPSET,

@@ -4,7 +4,7 @@
 runtime's backbone with frozen BatchNorm folded into its convolutions, the transformer encoder, the decoder,
 the un-normalisation), with the latent fixed at zero as ACT's inference uses it; the VAE encoder is left out.
 
-Its inputs are `graph_inputs(config)`, in that order:
+Its inputs are `graph_inputs(config)` (actlab.policy.onnx_backend, which runs the graph), in that order:
 
     observation.state               float32 (B, D)             (B, T, D) with n_obs_steps = T > 1
     observation.environment_state   float32 (B, E)             (B, T, E)
@@ -19,43 +19,16 @@ policy reads.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from actlab.config.policy import ACTPolicyConfig
 from actlab.features import ACTION, OBSERVATION_IS_PAD
+from actlab.policy.onnx_backend import OUTPUT, GraphInput, graph_inputs
 from actlab.policy.policy import ACTPolicy
 from actlab.policy.runtime import FoldedBackbone
 
-OUTPUT = ACTION
-
-
-@dataclass(frozen=True)
-class GraphInput:
-    name: str
-    dtype: str  # numpy's name: float32, uint8, bool
-    shape: tuple[int, ...]  # without the batch axis
-    layout: str  # the axes' meaning, e.g. "BHWC"
-
-
-def graph_inputs(config: ACTPolicyConfig) -> list[GraphInput]:
-    """The graph's inputs in order (see the module docstring)."""
-    history = config.n_obs_steps > 1
-    steps = (config.n_obs_steps,) if history else ()
-    time = "T" if history else ""
-    inputs = []
-    for key, feature in config.input_features.items():
-        if feature.type == "VISUAL":
-            channels, height, width = feature.shape
-            inputs.append(GraphInput(key, "uint8", (*steps, height, width, channels), f"B{time}HWC"))
-        else:
-            inputs.append(GraphInput(key, "float32", (*steps, *feature.shape), f"B{time}D"))
-    if history:
-        inputs.append(GraphInput(OBSERVATION_IS_PAD, "bool", steps, "BT"))
-    return inputs
+__all__ = ["OUTPUT", "ChunkGraph", "GraphInput", "graph_inputs"]
 
 
 class ChunkGraph(nn.Module):

@@ -7,6 +7,7 @@ Inputs use LeRobot's batch keys: `observation.state` (B, S), `observation.enviro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -43,6 +44,7 @@ class ACTPolicy(nn.Module):
         self.loss_key = f"{config.loss}_loss"
         self.runtime = InferenceRuntime(self.model)  # a plain attribute: never part of the state dict
         self.inference_settings = ("fp32", False)
+        self.chunk_backend = None  # computes predict_action_chunk's chunks instead of the runtime (use_chunk_backend)
         self.reset()
 
     def configure_inference(self, precision: str = "fp32", compile: bool = False) -> ACTPolicy:
@@ -54,6 +56,13 @@ class ACTPolicy(nn.Module):
         precision = resolve_precision(precision, next(self.parameters()).device)
         if (self.runtime.precision, self.runtime.compile) != (precision, compile):
             self.runtime = InferenceRuntime(self.model, precision, compile)
+        return self
+
+    def use_chunk_backend(self, backend: Callable[[dict[str, Tensor]], Tensor] | None) -> ACTPolicy:
+        """`backend(observation) -> (B, chunk_size, action_dim) chunk` in action units computes what
+        `predict_action_chunk` returns, from the checked observation (e.g. ONNX Runtime: actlab.policy.onnx_backend);
+        None: the policy's own inference runtime. Everything else (history, queue, ensembling) stays the policy's."""
+        self.chunk_backend = backend
         return self
 
     # ----------------------------------------------------------------------------------- inputs
@@ -122,6 +131,8 @@ class ACTPolicy(nn.Module):
         batches (with n_obs_steps > 1: a time axis and `observation_is_pad`). Puts the policy in eval mode."""
         self.eval()
         observation = self.check_observation(observation, time_axis=self.config.n_obs_steps > 1)
+        if self.chunk_backend is not None:
+            return self.chunk_backend(observation)
         inputs, images = self._normalized_inputs(observation)
         return self.normalizer.unnormalize(ACTION, self.runtime.predict(inputs, images))
 
