@@ -13,6 +13,7 @@ training run (a LeRobot pretrained folder, a bare policy folder) brings only its
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -143,3 +144,24 @@ def checkpoint_argument(argv: list[str]) -> str | None:
     except Exception:  # noqa: BLE001 - Hydra reports a malformed override itself
         return None
     return value if isinstance(value, str) else None
+
+
+def run_checkpoint(argv: list[str]) -> list[str]:
+    """`argv` with `checkpoint=<run dir>` (a training run's directory rather than one of its checkpoint
+    folders) made `checkpoint=<run dir>/checkpoints/best`, which is said on stderr. Other values are kept."""
+    value = checkpoint_argument(argv)
+    if value is None:
+        return argv
+    run = Path(value).expanduser()
+    if not (run / "checkpoints").is_dir() or (run / "config.json").exists():
+        return argv
+    best = run / "checkpoints" / "best"
+    if not best.is_dir():
+        present = sorted(p.name for p in (run / "checkpoints").iterdir() if p.is_dir() and not p.name.startswith("."))
+        raise ActlabError(
+            f"checkpoint={value} is a run directory without checkpoints/best; pass one of its checkpoints: "
+            f"{', '.join(f'{value}/checkpoints/{name}' for name in present) or 'none yet'}"
+        )
+    print(f"checkpoint={value} is a run directory: using its best checkpoint, {best}", file=sys.stderr)
+    last = max(i for i, a in enumerate(argv) if a.startswith("checkpoint="))
+    return [*argv[:last], f"checkpoint={best}", *argv[last + 1 :]]
