@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 import shutil
 import signal
 import sys
@@ -63,9 +64,23 @@ def run_task(cfg: DictConfig, task: Callable[[DictConfig], T]) -> T:
         if (run_dir / "checkpoints" / "last").is_dir():
             report_error(f"interrupted; continue with resume={run_dir}")
         else:
-            report_error("interrupted")
+            report_error(interrupted_without_checkpoint(cfg))
             remove_unused_run_dir(cfg)
         sys.exit(130)
+
+
+def interrupted_without_checkpoint(cfg: DictConfig) -> str:
+    """What a Ctrl-C before anything resumable says: for a training run, that there is no checkpoint yet and
+    the command that starts it again."""
+    if not isinstance(cfg.get("checkpoint"), DictConfig):  # not a training run
+        return "interrupted"
+    overrides = " ".join(shlex.quote(o) for o in HydraConfig.get().overrides.task)
+    every = cfg.checkpoint.save_freq
+    when = f"every checkpoint.save_freq={every} steps" if every else "at the end (checkpoint.save_freq=0)"
+    return (
+        f"interrupted before the first checkpoint (checkpoints/last/ is written {when}): nothing to resume; "
+        f"start again with: python train.py {overrides}".rstrip()
+    )
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -34,15 +34,19 @@ def resume_checkpoint(cfg: DictConfig) -> Path | None:
         )
     saved = load_run_config(last)
     current = OmegaConf.to_container(cfg, resolve=True)
+    changes = []
     for group, keys in (("model", ARCHITECTURE_KEYS), ("dataset", RESUME_DATASET_KEYS)):
         old, new = saved.get(group, {}), current[group]
-        changed = [k for k in keys if k in old and old[k] != new.get(k)]
-        if changed:
-            k = changed[0]
-            raise ActlabError(
-                f"resume={cfg.resume}: {group}.{k} is {new.get(k)} but the run being resumed had {old[k]}; "
-                "pass the same settings as that run (resume continues it)"
-            )
+        changes += [
+            f"{group}.{k} is {new.get(k)} but the run being resumed had {old[k]}"
+            for k in keys
+            if k in old and old[k] != new.get(k)
+        ]
+    if changes:
+        raise ActlabError(
+            f"resume={cfg.resume}: {'; '.join(changes)}; pass the same settings as that run (resume continues it)"
+        )
+    log.info(f"Resuming the run in {cfg.resume} from its checkpoints/last/")
     return last
 
 
