@@ -85,7 +85,7 @@ def load_layout(root: Path, cfg: DatasetConfig, cache_dir: Path) -> EpisodeStore
     stats = {k: v for k, v in layout.stats.items() if k in features}
     check_finite_stats(stats, str(stats_file(root)))
     return EpisodeStore(
-        name=cfg.repo_id or root.name,
+        name=root.name if cfg.root else (cfg.repo_id or root.name),  # a local copy is named by its folder
         fps=layout.fps,
         features=features,
         arrays=arrays,
