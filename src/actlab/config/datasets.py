@@ -4,6 +4,7 @@ presets whose episodes are scripted demonstrations collected in the simulator (d
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -49,7 +50,12 @@ class DatasetConfig:
 
     name: str = MISSING
     format: str = MISSING  # lerobot | parquet | npy: the reader (each format has its own schema)
-    root: str | None = None  # the dataset folder
+    # the dataset folder, or a list of folders of datasets with the same features, trained on as one
+    # (statistics over all; episodes kept apart). A folder or a list, hence untyped
+    root: Any = None
+    # with a list root: each dataset's relative probability of being sampled (frames within a dataset
+    # equally likely); null = every frame of the union equally likely
+    weights: list[float] | None = None
     batch_size: int = field(default=8, metadata=COUNT)
     num_workers: int = field(default=0, metadata=NON_NEGATIVE_INT)
     val_split: float = field(default=0.1, metadata=FRACTION)  # fraction of whole episodes held out for validation loss
@@ -64,6 +70,7 @@ class DatasetConfig:
                 f"dataset.format={self.format} does not fit the keys of dataset={self.name} ({type(self).__name__}); "
                 f"choose a dataset of that format instead (e.g. dataset={self.format})"
             )
+        check_roots(self.root, self.weights)
 
 
 @dataclass
@@ -121,6 +128,30 @@ class NpyDatasetConfig(DatasetConfig):
     # (refusing new keys) and OmegaConf fails to merge into a null typed one. The npy reader checks it.
     camera_map: Any = None
     state_key: str = "state"
+
+
+def check_roots(root: Any, weights: list[float] | None) -> None:
+    """`dataset.root` is a folder or a non-empty list of folders; `dataset.weights`, one positive number per
+    folder of a list root."""
+    roots = root if isinstance(root, (list, tuple)) else None
+    if roots is not None and (not roots or not all(isinstance(r, str) and r for r in roots)):
+        raise ActlabError(f"dataset.root={root!r}: expected a folder or a non-empty list of folders")
+    if roots is None and root is not None and not isinstance(root, str):
+        raise ActlabError(f"dataset.root={root!r}: expected a folder or a list of folders")
+    if weights is None:
+        return
+    if roots is None:
+        raise ActlabError(
+            f"dataset.weights={list(weights)} needs a list of datasets: dataset.root=[/data/a,/data/b] "
+            "dataset.weights=[1,3]"
+        )
+    if len(weights) != len(roots):
+        raise ActlabError(
+            f"dataset.weights={list(weights)} has {len(weights)} numbers for {len(roots)} datasets in "
+            "dataset.root; expected one per dataset"
+        )
+    if not all(math.isfinite(w) and w > 0 for w in weights):
+        raise ActlabError(f"dataset.weights={list(weights)}: expected positive numbers (relative sampling rates)")
 
 
 def dataset_formats() -> dict[str, type]:

@@ -16,6 +16,7 @@ from actlab.data.augment import ImageAugment
 from actlab.data.formats import load_store
 from actlab.data.store import EpisodeStore
 from actlab.data.windows import ChunkWindows, StepBatches, collate_batch
+from actlab.errors import ActlabError
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,24 @@ def episode_frames(store: EpisodeStore, episodes: np.ndarray) -> np.ndarray:
     if len(episodes) == 0:
         return np.zeros(0, dtype=np.int64)
     return np.concatenate([np.arange(store.episode_starts[e], store.episode_ends[e]) for e in episodes])
+
+
+def frame_probabilities(store: EpisodeStore, frames: np.ndarray, weights: list[float]) -> np.ndarray:
+    """`dataset.weights`: each of `frames` sampled with probability proportional to its dataset's weight
+    divided by that dataset's number of `frames` (frames within a dataset equally likely)."""
+    parts = store.parts
+    if len(weights) != len(parts):
+        raise ActlabError(f"dataset.weights={list(weights)} has {len(weights)} numbers for {len(parts)} datasets")
+    dataset = store.frame_datasets()[frames] if len(parts) > 1 else np.zeros(len(frames), dtype=np.int64)
+    counts = np.bincount(dataset, minlength=len(parts))
+    empty = [str(p.root or p.name) for p, n in zip(parts, counts, strict=True) if n == 0]
+    if empty:
+        raise ActlabError(
+            f"dataset.weights: every episode of {empty[0]} is in the validation split, so none can be sampled "
+            "for training; lower dataset.val_split or add episodes to it"
+        )
+    probabilities = np.asarray(weights, dtype=np.float64)[dataset] / counts[dataset]
+    return probabilities / probabilities.sum()
 
 
 class ACTDataModule(L.LightningDataModule):
@@ -67,7 +86,10 @@ class ACTDataModule(L.LightningDataModule):
         val_frames = np.random.default_rng(self.seed).permutation(episode_frames(self.store, self.val_episodes))
         self.val_set = windows(val_frames)
         augment = ImageAugment(self.cfg.augment, self.store.camera_keys) if self.cfg.augment.enabled else None
-        self.train_stream = StepBatches(self.train_set, self.cfg.batch_size, self.seed, augment)
+        probabilities = None
+        if self.cfg.weights is not None:
+            probabilities = frame_probabilities(self.store, self.train_set.frames, self.cfg.weights)
+        self.train_stream = StepBatches(self.train_set, self.cfg.batch_size, self.seed, augment, probabilities)
         return self.store
 
     def train_dataloader(self) -> DataLoader:

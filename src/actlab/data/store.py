@@ -59,6 +59,11 @@ class EpisodeStore:
     def camera_keys(self) -> list[str]:
         return [k for k, f in self.features.items() if f.type == "VISUAL"]
 
+    @property
+    def parts(self) -> list[EpisodeStore]:
+        """The datasets this one is made of: itself, unless it joins several (data/union.py)."""
+        return [self]
+
     def dimension_names(self, key: str) -> list[str]:
         """Names of a vector's dimensions: the dataset's own, else `key[i]`."""
         names = self.names.get(key)

@@ -78,12 +78,23 @@ class StepBatches(IterableDataset):
         batch_size: int,
         seed: int,
         augment: Callable[[Batch, torch.Generator], Batch] | None = None,
+        probabilities: np.ndarray | None = None,
     ):
         self.windows = windows
         self.batch_size = batch_size
         self.seed = seed
         self.augment = augment  # applied with a generator seeded by (seed, step): resumable
+        # each window's sampling probability (drawn with replacement, as WeightedRandomSampler does);
+        # None = each epoch is a permutation of the windows
+        self.probabilities = probabilities
         self.start_step = 0
+
+    def epoch_order(self, epoch: int, size: int) -> np.ndarray:
+        """The `size` windows of epoch `epoch`, in order."""
+        rng = np.random.default_rng([self.seed, epoch])
+        if self.probabilities is not None:
+            return rng.choice(len(self.windows), size=size, p=self.probabilities)
+        return np.resize(rng.permutation(len(self.windows)), size)  # wraps if data < batch
 
     def __iter__(self):
         worker = get_worker_info()
@@ -97,8 +108,7 @@ class StepBatches(IterableDataset):
         while True:
             epoch, k = divmod(step, per_epoch)
             if epoch != cached_epoch:
-                perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.windows))
-                order, cached_epoch = np.resize(perm, per_epoch * per_step), epoch  # wraps if data < batch
+                order, cached_epoch = self.epoch_order(epoch, per_epoch * per_step), epoch
             start = k * per_step + rank * self.batch_size
             batch = self.windows.__getitems__(order[start : start + self.batch_size])
             if self.augment is not None:
