@@ -61,11 +61,13 @@ def dataset_observations(checkpoint: str | Path, policy: ACTPolicy, count: int) 
             root = str(Path(paths["data_dir"]) / demonstrations_dirname(run["env"], data.collect))
         if data.name == "none" or not root:
             return [], f"the run's dataset ({data.name}) has no local folder"
-        if not Path(root).expanduser().exists():
-            return [], f"the run's dataset {root} is not on this machine"
+        missing = [r for r in (root if isinstance(root, list) else [root]) if not Path(r).expanduser().exists()]
+        if missing:
+            return [], f"the run's dataset {missing[0]} is not on this machine"
         from actlab.data.formats import load_store
 
-        cache_dir = os.environ.get("ACTLAB_CACHE_DIR") or paths.get("cache_dir") or str(Path(root) / ".cache")
+        first = root[0] if isinstance(root, list) else root  # a list root: the datasets trained on as one
+        cache_dir = os.environ.get("ACTLAB_CACHE_DIR") or paths.get("cache_dir") or str(Path(first) / ".cache")
         store = load_store(dataclasses.replace(data, root=root), Path(cache_dir))
     except (ActlabError, OSError, ValueError, TypeError, KeyError) as e:
         return [], f"the run's dataset could not be read ({e if isinstance(e, ActlabError) else reason(e)})"
