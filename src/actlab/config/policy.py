@@ -64,6 +64,7 @@ class ACTPolicyConfig(ACTArchitecture):
     # What deployment needs to know of the training data (optional: older and imported folders lack it).
     fps: float | None = None  # the rate the demonstrations were recorded at
     action_names: list[str] | None = None  # one per action dimension
+    state_names: list[str] | None = None  # one per observation.state dimension (a robot's are matched by name)
     action_range: dict[str, list[float]] | None = None  # {"min": [...], "max": [...]} seen in the data
 
     def __post_init__(self) -> None:

@@ -239,6 +239,13 @@ class ControlOptions:
     episodes: int = field(default=1, metadata=COUNT)
     max_steps: int | None = field(default=None, metadata=COUNT)  # ticks per episode; null = until the robot is done
     device: str = "auto"  # the in-process policy's device: auto | cpu | cuda
+    # Recording (actlab.deploy.recording): the episodes as a LeRobot v3.0 dataset in this new folder
+    record: str | None = None
+    repo_id: str | None = None  # the recording's repo id (default local/<folder name>)
+    task: str = "run the policy"  # the recording's task string
+    push_to_hub: bool = False  # upload the recording to the hub as repo_id when the run ends
+    display: bool = False  # show cameras, state, planned and sent actions live in rerun (actlab.deploy.display)
+    display_to: str | None = None  # null: spawn a viewer; rerun+http://host:9876/proxy; or a .rrd file
 
 
 @dataclass

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -22,6 +23,7 @@ from actlab.config.entry_points import api_key as read_api_key
 from actlab.config.entry_points import checkpoint_command
 from actlab.deploy.loop import ControlLoop, WatchdogStop
 from actlab.deploy.policies import LocalPolicy, RemotePolicy
+from actlab.deploy.recording import recorded_features, recording
 from actlab.errors import ActlabError, reason
 from actlab.export.acting import load_acting_policy
 
@@ -30,15 +32,20 @@ log = logging.getLogger("actlab")
 
 def deploy(cfg: DictConfig) -> dict[str, Any]:
     """The Hydra task of actlab-deploy: builds the robot and the policy, runs `control.episodes` episodes.
-    The statistics are written however the run ends (done, watchdog stop, Ctrl-C, an error); a watchdog
-    stop is then an ActlabError: one line, exit status 2."""
+    The statistics and the recording are written however the run ends (done, watchdog stop, Ctrl-C, an
+    error); a watchdog stop is then an ActlabError: one line, exit status 2."""
     control = cfg.control
     policy = make_policy(cfg)
+    robot = None
     try:
         loop = ControlLoop(policy, control, policy.info.get("action_range"))
-        robot = instantiate(cfg.robot)
+        robot = make_robot(cfg.robot)
+        if hasattr(robot, "prepare"):  # a LeRobot robot: its features checked against the policy's, connected
+            robot.prepare(policy.info)
     except BaseException:
-        policy.close()
+        for part in (policy, robot):
+            if part is not None:
+                close_quietly(part)
         raise
     if loop.bounds is None and control.clip:
         log.warning("the policy does not say its actions' range (an older or imported folder): actions are not clipped")
@@ -47,31 +54,73 @@ def deploy(cfg: DictConfig) -> dict[str, Any]:
         f"{' (dry run)' if control.dry_run else ''}, policy {cfg.policy.server or cfg.checkpoint}"
     )
     episodes, stopped = [], None
+    out_dir = Path(cfg.paths.output_dir) / "deploy"
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(0.0005)  # the loop gets the GIL back within 0.5 ms of waking (default 5 ms)
+    display = None
     try:
-        for _ in range(control.episodes):
-            loop.run_episode(robot, control.max_steps)
-            if hasattr(robot, "result"):
-                episodes.append(robot.result())
-                log.info(f"Episode {len(episodes) - 1}: {episodes[-1]}")
+        display = make_display(control, policy.info)
+        source = {"checkpoint": cfg.checkpoint, "server": cfg.policy.server, "frequency": control.frequency}
+        robot_type = getattr(robot, "robot_type", None) or cfg.robot.get("_target_", "").rsplit(".", 1)[-1]
+        features = recorded_features(policy.info)
+        with recording(control, policy.info, features, control.frequency, robot_type, source) as recorder:
+            run_episodes(loop, robot, control, recorder, display, episodes)
     except WatchdogStop as e:
         stopped = e
     finally:
         sys.setswitchinterval(switch_interval)
-        for part in (policy, loop, robot):  # the policy first: closing its connection ends a request's wait
-            close_quietly(part)
+        for part in (policy, loop, robot, display):  # the policy first: closing its connection ends a request's wait
+            if part is not None:
+                close_quietly(part)
         stats = loop.stats.summary()
-        if episodes:
-            stats["success_rate"] = float(np.mean([e["success"] for e in episodes]))
-            stats["episodes"] = len(episodes)
-        out_dir = Path(cfg.paths.output_dir) / "deploy"
+        labelled = [e["success"] for e in episodes if e.get("success") is not None]
+        if labelled:
+            stats["success_rate"] = float(np.mean(labelled))
+            stats["episodes"] = len(labelled)
         write_stats(out_dir, stats, episodes)
     if stopped is not None:
         raise ActlabError(
             f"watchdog: {stopped}; stopped the robot (control.on_timeout=stop), statistics in {out_dir / 'stats.json'}"
         )
     return stats
+
+
+def run_episodes(loop: ControlLoop, robot, control: DictConfig, recorder, display, episodes: list[dict]) -> None:
+    """`control.episodes` episodes; an episode the operator asks to record again (left arrow) is run again,
+    Esc ends the run after the episode in progress."""
+    while len(episodes) < control.episodes:
+        loop.run_episode(robot, control.max_steps, recorder, display)
+        if getattr(robot, "rerecord", False):
+            log.info("Recording the episode again")
+            if recorder is not None:
+                recorder.discard_episode()
+            continue
+        result = robot.result() if hasattr(robot, "result") else {"episode": len(episodes)}
+        episodes.append(result)
+        if recorder is not None:
+            recorder.save_episode(result)
+        log.info(f"Episode {len(episodes) - 1}: {result}")
+        if getattr(robot, "stop_requested", False):
+            log.info("Stopped by the operator (Esc)")
+            break
+
+
+def make_robot(robot_cfg: DictConfig):
+    """The robot adapter of `robot=...` (Hydra's instantiate); its own one-line errors stay one line."""
+    try:
+        return instantiate(robot_cfg)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, ActlabError):
+            raise e.__cause__ from None
+        raise ActlabError(f"robot: {' '.join(str(e).split())}") from None
+
+
+def make_display(control: DictConfig, info: dict[str, Any]):
+    if not control.display:
+        return None
+    from actlab.deploy.display import RerunDisplay
+
+    return RerunDisplay(info["action_names"], info.get("state_names"), control.display_to)
 
 
 def make_policy(cfg: DictConfig) -> LocalPolicy | RemotePolicy:
@@ -108,7 +157,7 @@ def write_stats(out_dir: Path, stats: dict[str, Any], episodes: list[dict]) -> N
         f"inference p50 {s['inference_p50_ms']:.1f} ms, p99 {s['inference_p99_ms']:.1f} ms over {s['chunks']} "
         f"chunks; underruns {s['underruns']}; held {s['held_ticks']}, watchdog {s['watchdog_ticks']} ticks; "
         f"rejected {s['rejected_actions']} actions, {s['rejected_chunks']} chunks; reconnects {s['reconnects']}"
-        + (f"; success {100 * s['success_rate']:.1f} % over {s['episodes']} episodes" if episodes else "")
+        + (f"; success {100 * s['success_rate']:.1f} % over {s['episodes']} episodes" if "success_rate" in s else "")
     )
     log.info(f"Statistics: {out_dir / 'stats.json'}")
 

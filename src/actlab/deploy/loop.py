@@ -87,8 +87,10 @@ class ControlLoop:
         self.stats = LoopStats(self.period)
         self.reported: set[str] = set()  # reasons already logged (each once)
 
-    def run_episode(self, robot, max_steps: int | None) -> None:
-        """Ticks until the robot says the episode is done, `max_steps` ticks, or the watchdog stops it."""
+    def run_episode(self, robot, max_steps: int | None, recorder=None, display=None) -> None:
+        """Ticks until the robot says the episode is done, `max_steps` ticks, or the watchdog stops it. Each
+        tick that sends an action gives `recorder` (control.record) the observation and what the robot says
+        it sent, and `display` (control.display) the observation, the planned and the sent action."""
         robot.reset()
         self.policy.reset()
         self.queue.reset()
@@ -104,16 +106,25 @@ class ControlLoop:
                 now = time.perf_counter()
                 self.stats.starts.append(now)
                 self.stats.jitter.append(now - due)
-                inputs = self.policy.observe(robot.get_observation())
+                observation = robot.get_observation()
+                inputs = self.policy.observe(observation)
                 wait_until = due + WAIT * self.period  # never into the next tick's time
                 if self.background:
                     action = self._background_action(inputs, tick, wait_until if self.last_safe is None else None)
                 else:
                     action = self._sync_action(inputs, tick, wait_until)
+                planned = action
                 action = self._safe(action) if action is not None else None
                 action = self._fresh(action) if action is not None else self._stale()
                 if action is not None and not self.control.dry_run:
-                    robot.send_action(action)
+                    sent = robot.send_action(action)
+                    sent = action if sent is None else sent  # a LeRobot robot's own clipping, if any
+                    if recorder is not None:
+                        recorder.add(observation, sent, getattr(robot, "success", None))
+                else:
+                    sent = None
+                if display is not None:
+                    display.log(observation, planned, sent)
                 tick += 1
                 overrun = time.perf_counter() - (start + tick * self.period)
                 if overrun > 0:  # the next tick is already due: count it, and skip the ticks that passed entirely

@@ -255,6 +255,7 @@ def metadata(policy, version: str, actions_key: str = "actions") -> dict[str, An
         "temporal_ensemble_coeff": c.temporal_ensemble_coeff,
         "action_names": c.action_names or [f"action[{i}]" for i in range(c.action_feature.shape[0])],
         "action_range": c.action_range,
+        "state_names": c.state_names,
         "actions_key": actions_key,
         "image_layout": "H x W x 3 uint8, or 3 x H x W float in [0, 1]",
         "actlab_version": version,

@@ -109,7 +109,9 @@ def collect_demonstrations(
 
     log.info(f"Collecting {cfg.episodes} scripted {task} demonstrations into {root}")
     with (
-        lerobot_writer(root, env.features, env.fps, cfg.video, f"actlab/{root.name}", robot_type) as write_episode,
+        lerobot_writer(
+            root, env.features, env.fps, cfg.video, f"actlab/{root.name}", robot_type, getattr(env, "names", None)
+        ) as write_episode,
         tqdm(total=cfg.episodes, desc="demonstrations") as bar,
     ):
         for recorder in recorders[: cfg.episodes]:

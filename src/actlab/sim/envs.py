@@ -98,6 +98,7 @@ class RobosuiteEnv:
         self.fps = float(cfg.control_freq)
         self.action_limits = (-1.0, 1.0)  # the controller's normalised input range
         self.features = self._features(self.raw)
+        self.names = self._names(self.raw)
 
     def _features(self, raw: dict[str, Any]) -> dict[str, PolicyFeature]:
         features = {}
@@ -117,6 +118,19 @@ class RobosuiteEnv:
             features[f"{OBS_IMAGES}.{cam}"] = PolicyFeature("VISUAL", (3, height, width))
         features[ACTION] = PolicyFeature("ACTION", (int(self.env.action_dim),))
         return features
+
+    def _names(self, raw: dict[str, Any]) -> dict[str, list[str]]:
+        """Per-dimension names, recorded in the dataset (a robot is matched to a policy by them): each
+        robosuite observation's own name (`robot0_eef_pos.0`, ...), the controller's action dimensions."""
+        names = {}
+        for key, keys in ((OBS_STATE, self.cfg.state_keys), (OBS_ENV_STATE, self.cfg.env_state_keys)):
+            if keys:
+                sizes = {k: int(np.size(raw[k])) for k in keys}
+                names[key] = [k if sizes[k] == 1 else f"{k}.{i}" for k in keys for i in range(sizes[k])]
+        dim = int(self.env.action_dim)
+        osc = ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"]  # the default OSC_POSE controller
+        names[ACTION] = osc if dim == len(osc) else [f"a{i}" for i in range(dim)]
+        return names
 
     def observation(self, raw: dict[str, Any]) -> dict[str, np.ndarray]:
         obs = {}

@@ -21,7 +21,7 @@ from actlab.data.datamodule import ACTDataModule
 from actlab.data.store import EpisodeStore
 from actlab.entry import lightning_sigterm
 from actlab.errors import ActlabError
-from actlab.features import ACTION
+from actlab.features import ACTION, OBS_STATE
 from actlab.io import remove_stale
 from actlab.policy import ACTPolicy, ACTPolicyConfig
 from actlab.sim.collect import dataset_config
@@ -59,8 +59,22 @@ def build_policy_config(cfg: DictConfig, store: EpisodeStore) -> ACTPolicyConfig
         **{k: model[k] for k in ARCHITECTURE_KEYS},
         fps=float(store.fps),
         action_names=store.dimension_names(ACTION),
+        state_names=store.names.get(OBS_STATE) if OBS_STATE in features else None,
         action_range={"min": action["min"].tolist(), "max": action["max"].tolist()},
     )
+
+
+def dataset_roots(cfg: DictConfig, store: EpisodeStore) -> list[str]:
+    """`Root: <folder>`, or a line per dataset of a list root (its size and sampling weight)."""
+    parts = store.parts
+    if len(parts) == 1:
+        return [f"Root: {parts[0].root}"]
+    weights = cfg.dataset.weights or [None] * len(parts)
+    return [
+        f"Root {i + 1}/{len(parts)}: {p.root} ({p.num_episodes} episodes, {p.num_frames:,} frames"
+        + (f", weight {w:g})" if w is not None else ")")
+        for i, (p, w) in enumerate(zip(parts, weights, strict=True))
+    ]
 
 
 def describe(cfg: DictConfig, dm: ACTDataModule, policy: ACTPolicy, trainer: L.Trainer) -> None:
@@ -72,7 +86,7 @@ def describe(cfg: DictConfig, dm: ACTDataModule, policy: ACTPolicy, trainer: L.T
         f"actlab: training ACT (model={cfg.model.name}, encoder={cfg.encoder.name})",
         "=" * 60,
         f"Dataset: {store.name}",
-        f"Root: {store.root}",
+        *dataset_roots(cfg, store),
         f"  Episodes: {store.num_episodes} (train {len(dm.train_episodes)}, val {len(dm.val_episodes)})",
         f"  Frames: {store.num_frames:,}",
         f"  FPS: {store.fps:g}",
@@ -81,7 +95,9 @@ def describe(cfg: DictConfig, dm: ACTDataModule, policy: ACTPolicy, trainer: L.T
         "Output features:",
         *[f"  {k}: shape={tuple(f.shape)}" for k, f in policy.config.output_features.items()],
         f"Policy: {total:,} parameters ({trainable:,} trainable)",
-        f"Device: {trainer.strategy.root_device} (precision {cfg.trainer.precision}, {trainer.world_size} process(es))",
+        f"Device: {trainer.strategy.root_device} (precision {trainer.precision}"
+        f"{' from trainer.precision=auto' if cfg.trainer.precision == 'auto' else ''}, "
+        f"{trainer.world_size} process(es))",
         f"Steps: {cfg.trainer.max_steps:,} at batch {cfg.dataset.batch_size}, lr {cfg.model.optimizer.lr:g} "
         f"(backbone {cfg.model.optimizer.lr_backbone:g}), {cfg.model.scheduler.name} after "
         f"{cfg.model.scheduler.warmup_steps} warm-up steps",
