@@ -14,6 +14,7 @@ from actlab.config.options import check_node
 from actlab.config.policy import check_architecture
 from actlab.config.ranges import check_ranges
 from actlab.config.schema import register_configs
+from actlab.config.strict import check_known_keys
 from actlab.errors import ActlabError
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[3] / "conf")
@@ -52,7 +53,9 @@ def compose_eval(overrides: list[str], output_dir: str | Path, config_name: str 
 
 def check_command_config(cfg: DictConfig) -> None:
     """What a command that acts with a trained policy (actlab-eval, -serve, -deploy) checks as soon as Hydra
-    has composed its config: the ranges of every numeric key and the choices of `policy`."""
+    has composed its config: no key that no schema reads, the ranges of every numeric key and the choices of
+    `policy`."""
+    check_known_keys(cfg)
     check_ranges(cfg)
     check_node(cfg.policy)
 
@@ -60,7 +63,9 @@ def check_command_config(cfg: DictConfig) -> None:
 def check_config(cfg: DictConfig) -> None:
     """The ranges and choices of every group (each schema's `check()`) and the rules across keys that a
     schema cannot express (e.g. temporal ensembling needs n_action_steps=1); `train.py` applies them as soon
-    as Hydra has composed the config, before any data is read. First the ranges of every numeric key."""
+    as Hydra has composed the config, before any data is read. First that no key is one no schema reads
+    (actlab.config.strict), then the ranges of every numeric key."""
+    check_known_keys(cfg)
     check_ranges(cfg)
     check_architecture(cfg.model)
     for group in ("encoder", "policy", "dataset", "env"):

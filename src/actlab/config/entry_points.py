@@ -14,6 +14,7 @@ import hydra
 from omegaconf import DictConfig
 
 from actlab.config.checkpoint import checkpoint_argument, register_checkpoint, run_checkpoint
+from actlab.config.command import hydra_command
 from actlab.config.compose import CONFIG_DIR, check_command_config
 from actlab.config.schema import register_configs
 from actlab.entry import report_error, run_task
@@ -71,6 +72,7 @@ def checkpoint_command(config_name: str, task: Callable[[DictConfig], Any]) -> C
         except ActlabError as e:  # a checkpoint that lies about its run: nothing composed or written yet
             report_error(f"error: {e}")
             sys.exit(2)
-        hydra_main()
+        with hydra_command():
+            hydra_main()
 
     return main

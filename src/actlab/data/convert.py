@@ -19,8 +19,10 @@ import hydra
 from omegaconf import MISSING, DictConfig, OmegaConf
 from tqdm import tqdm
 
+from actlab.config.command import hydra_command
 from actlab.config.compose import CONFIG_DIR
 from actlab.config.schema import DatasetConfig, register_configs
+from actlab.config.strict import check_known_keys
 from actlab.data.formats import load_store
 from actlab.data.store import EpisodeStore
 from actlab.errors import ActlabError
@@ -65,8 +67,9 @@ hydra.core.config_store.ConfigStore.instance().store(name="convert_schema", node
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="convert")
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     try:
+        check_known_keys(cfg)
         if OmegaConf.is_missing(cfg, "output"):
             raise ActlabError(
                 "output= is required: actlab-convert dataset=<format> dataset.root=SOURCE output=NEW_FOLDER"
@@ -75,6 +78,11 @@ def main(cfg: DictConfig) -> None:
     except ActlabError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def main() -> None:
+    with hydra_command():
+        hydra_main()
 
 
 if __name__ == "__main__":
