@@ -3,7 +3,7 @@
 Same as the `actlab-eval` console script; `python eval.py --help` lists the config groups.
 """
 
-from actlab.eval.cli import main
+from actlab.eval.main import main
 
 if __name__ == "__main__":
     main()

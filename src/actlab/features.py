@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from actlab.errors import ActlabError
+
+if TYPE_CHECKING:  # imported where tensors are made: the config layer reads this module without torch
+    import torch
 
 OBS_STATE = "observation.state"
 OBS_ENV_STATE = "observation.environment_state"
@@ -65,6 +67,8 @@ def to_policy_batch(
     float32, images H x W x 3 uint8 become (1, 3, H, W) uint8 and 3 x H x W float in [0, 1] stay float. A
     missing key, a wrong shape or dtype, a ragged list, a NaN, or a float image outside [0, 1] is an
     ObservationError naming it."""
+    import torch
+
     batch = {}
     for key, feature in features.items():
         if key not in observation:
@@ -90,6 +94,8 @@ def to_policy_batch(
 
 
 def _image(key: str, value: np.ndarray, feature: PolicyFeature) -> torch.Tensor:
+    import torch
+
     channels, height, width = feature.shape
     if value.shape == (height, width, channels):
         if value.dtype != np.uint8:
@@ -112,6 +118,8 @@ def _image(key: str, value: np.ndarray, feature: PolicyFeature) -> torch.Tensor:
 
 
 def _finite(key: str, tensor: torch.Tensor) -> torch.Tensor:
+    import torch
+
     if not torch.isfinite(tensor).all():
         raise ObservationError(f"'{key}' holds NaN or Inf")
     return tensor

@@ -1,5 +1,5 @@
 """`python -m actlab.deploy checkpoint=... robot=sim control.frequency=10`: the control loop (actlab-deploy)."""
 
-from actlab.deploy.cli import main
+from actlab.deploy.main import deploy_main as main
 
 main()
