@@ -183,3 +183,8 @@ def test_deploy_command_checks_ranges_at_start(tmp_path):
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines()[-1] == "error: control.clip_margin=-1.0: expected a number >= 0"
     assert "Traceback" not in done.stderr and not (tmp_path / "outputs").exists()
+
+
+def test_an_npy_dataset_at_zero_fps_is_refused_at_compose_time(tmp_path):
+    with pytest.raises(ActlabError, match=r"dataset.fps=0.0: expected a number > 0"):
+        compose_train(["dataset=npy", "dataset.root=/nonexistent", "dataset.fps=0"], tmp_path)

@@ -136,3 +136,15 @@ def test_a_checkpoint_with_non_finite_statistics_is_refused(checkpoint, tmp_path
     with pytest.raises(ActlabError, match=rf"the normalisation statistics '{key}.{stat}' are not finite") as error:
         ACTPolicy.from_pretrained(folder)
     assert str(error.value).startswith(str(folder / "model.safetensors")) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("value", [[1.0, 2.0], "mean", None])
+def test_a_feature_whose_statistics_are_not_a_map_is_one_line(dataset, tmp_path, value):
+    root = damaged(dataset, tmp_path, "action", "mean", 0.0)
+    stats = json.loads((root / "meta" / "stats.json").read_text())
+    stats["action"] = value
+    (root / "meta" / "stats.json").write_text(json.dumps(stats))
+    with pytest.raises(ActlabError) as error:
+        load(root, tmp_path)
+    message = str(error.value)
+    assert message.startswith(str(root / "meta" / "stats.json")) and "'action'" in message and "\n" not in message

@@ -156,14 +156,29 @@ def test_step_registered_at_runtime_outside_lerobot_is_refused(tmp_path, payload
     assert not (tmp_path / "sentinel").exists()
 
 
-def test_actlab_eval_refuses_a_tampered_folder(tmp_path, payload):
+@pytest.mark.parametrize("command", ["eval", "deploy", "serve", "init_from"])
+def test_every_command_that_loads_a_policy_refuses_a_tampered_folder(tmp_path, payload, command):
     from actlab.config.compose import compose_eval
-    from actlab.eval.cli import evaluate
 
     folder = lerobot_folder(tmp_path / "policy")
     tamper(folder, lambda steps: steps.insert(0, {"class": f"{payload}.Payload"}))
     with pytest.raises(ActlabError) as e:
-        evaluate(compose_eval([f"checkpoint={folder}"], tmp_path / "eval"))
+        if command == "eval":
+            from actlab.eval.cli import evaluate
+
+            evaluate(compose_eval([f"checkpoint={folder}"], tmp_path / "eval"))
+        elif command == "deploy":
+            from actlab.deploy.cli import deploy
+
+            deploy(compose_eval([f"checkpoint={folder}", "robot=sim"], tmp_path / "deploy", "deploy"))
+        elif command == "serve":
+            from actlab.deploy.server import serve
+
+            serve(compose_eval([f"checkpoint={folder}", "serve.port=0"], tmp_path / "serve", "serve"))
+        else:  # fine-tuning a policy of the same shape from the folder's weights
+            from actlab.training.resume import init_weights
+
+            init_weights(ACTPolicy(tiny_config()), str(folder))
     message = f"step 0 names a class to import ('{payload}.Payload'); {REFUSED}"
     assert_refused(e.value, folder, message, tmp_path, payload)
 

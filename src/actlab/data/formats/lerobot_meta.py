@@ -145,8 +145,11 @@ def read_stats(root: Path) -> dict[str, dict[str, np.ndarray]]:
     else:
         return {}
     source = stats_file(root)
-    if not isinstance(raw, dict) or not all(isinstance(st, dict) for st in raw.values()):
+    if not isinstance(raw, dict):
         raise ActlabError(f"{source}: expected a map of feature -> {{mean, std, min, max, ...}}")
+    for key, st in raw.items():
+        if not isinstance(st, dict):
+            raise ActlabError(f"{source}: '{key}' is {str(st)[:40]!r}; expected a map of {{mean, std, min, max, ...}}")
     return {k: {s: stat_array(source, k, s, v) for s, v in st.items()} for k, st in raw.items()}
 
 
