@@ -241,3 +241,5 @@ def test_a_robot_that_fails_mid_episode_ends_the_run_in_one_line_and_keeps_the_r
     assert recorded.meta.total_episodes == 2  # the first, and the second up to the failure
     assert recorded.meta.episodes[1]["length"] == 5
     assert json.loads((tmp_path / "deploy" / "deploy" / "stats.json").read_text())["ticks"] >= 20
+    played = (tmp_path / "deploy" / "deploy" / "episodes.jsonl").read_text().splitlines()
+    assert len(played) == 1  # the episode that ended before the failure
