@@ -244,6 +244,7 @@ class ControlOptions:
     repo_id: str | None = None  # the recording's repo id (default local/<folder name>)
     task: str = "run the policy"  # the recording's task string
     push_to_hub: bool = False  # upload the recording to the hub as repo_id when the run ends
+    record_video: bool = True  # camera frames as mp4 videos (LeRobot's default); false = PNG images
     display: bool = False  # show cameras, state, planned and sent actions live in rerun (actlab.deploy.display)
     display_to: str | None = None  # null: spawn a viewer; rerun+http://host:9876/proxy; or a .rrd file
 

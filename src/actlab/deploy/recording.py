@@ -80,7 +80,7 @@ def recording(control, info: dict[str, Any], features: dict[str, PolicyFeature],
     names = {OBS_STATE: info.get("state_names"), ACTION: info.get("action_names")}
     repo_id = control.repo_id or f"local/{root.name}"
     recorder = None
-    with lerobot_writer(root, features, fps, True, repo_id, robot_type, names, SUCCESS_SPEC,
+    with lerobot_writer(root, features, fps, control.record_video, repo_id, robot_type, names, SUCCESS_SPEC,
                         image_writer_threads=4, keep_on_error=True) as writer:  # fmt: skip
         recorder = EpisodeRecorder(writer, features, control.task)
         try:
