@@ -3,6 +3,12 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+## `make install TORCH=cpu`: PyTorch's CPU-only wheels of the versions the default install resolves to (no CUDA
+## libraries: about 4 GB of venv instead of 9.9 GB, estimated, see docs/index.md); the default takes PyPI's.
+TORCH  ?= default
+TORCH_VERSION       := 2.10.0
+TORCHVISION_VERSION := 0.25.0
+TORCH_CPU_INDEX     := https://download.pytorch.org/whl/cpu
 
 .PHONY: install train test test-fast bench bench-kill lint docs clean
 
@@ -12,6 +18,12 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+ifeq ($(TORCH),cpu)
+	$(PY) -m pip install --quiet --extra-index-url $(TORCH_CPU_INDEX) \
+		'torch==$(TORCH_VERSION)+cpu' 'torchvision==$(TORCHVISION_VERSION)+cpu'
+else ifneq ($(TORCH),default)
+	$(error TORCH=$(TORCH): expected TORCH=cpu, or nothing for PyPI's default wheels)
+endif
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
