@@ -4,7 +4,7 @@ benchmarks run; `kill_resume` (crash safety, `make bench-kill`) runs when named.
 import argparse
 import importlib
 
-BENCHMARKS = ["train_step", "loader", "inference", "eval", "collect", "serve", "aloha_step"]
+BENCHMARKS = ["train_step", "loader", "inference", "eval", "collect", "serve", "aloha_step", "startup"]
 OTHERS = ["kill_resume"]
 
 if __name__ == "__main__":
