@@ -259,3 +259,5 @@ def test_fine_tune_on_the_original_and_the_recorded_datasets(two, tmp_path, capl
     resumed = run(tmp_path, "tuned", roots, "dataset.weights=[1,3]", f"resume={tuned}", steps=4)
     assert resumed == tuned
     assert torch.load(tuned / "checkpoints" / "last" / "training_state.pt", weights_only=True)["global_step"] == 4
+    with pytest.raises(ActlabError, match=r"^resume=.*: dataset.weights is \[1.0, 1.0\] but the run being resumed had"):
+        run(tmp_path, "tuned", roots, "dataset.weights=[1,1]", f"resume={tuned}", steps=6)

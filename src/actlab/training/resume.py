@@ -19,7 +19,7 @@ from actlab.training.checkpoint_io import load_run_config, regular_file
 
 log = logging.getLogger("actlab")
 
-RESUME_DATASET_KEYS = ["format", "root", "repo_id", "cameras", "val_split"]  # what decides the batch stream
+RESUME_DATASET_KEYS = ["format", "root", "weights", "repo_id", "cameras", "val_split"]  # what decides the batch stream
 
 
 def resume_checkpoint(cfg: DictConfig) -> Path | None:
