@@ -5,7 +5,8 @@ copied into LeRobot's ACTPolicy, so in fp32 they compute the same chunk. Cases: 
 4 cameras at 480x640, batch 1, fp32 and bf16 (autocast of matmuls and convolutions). LeRobot is timed on
 already-normalised inputs (its normalisation is a separate processor); actlab's call includes its own
 normalisation. Printed: p50 latency, the ratio to LeRobot fp32, and the largest bf16-vs-fp32 action
-difference in normalised units (action std = 1).
+difference in normalised units (action std = 1). Then bench.runtimes: p50/p99 per chunk of LeRobot,
+actlab's PyTorch runtime and ONNX Runtime for model=tiny state-only, quickstart_image and model=baseline.
 """
 
 from __future__ import annotations
@@ -118,6 +119,9 @@ def main() -> None:
         rows,
     )
     print("(diff column: fp32 rows compare actlab with LeRobot, bf16 rows actlab bf16 with actlab fp32)")
+    from bench import runtimes
+
+    runtimes.main()  # per chunk p50/p99 with ONNX Runtime beside LeRobot and actlab's PyTorch runtime
 
 
 if __name__ == "__main__":
