@@ -89,11 +89,14 @@ def round_trip(folder: Path, policy) -> list[list[str]]:
         process.terminate()
         process.wait(60)
     ms = lambda values: 1000 * statistics.median(values)  # noqa: E731
+    transport = [r - i for r, i in zip(remote, server_infer, strict=True)]
     return [
         ["in-process predict_action_chunk (with input conversion)", f"{ms(local):.1f}"],
         ["round trip through actlab-serve", f"{ms(remote):.1f}"],
         ["... of which the server's inference", f"{ms(server_infer):.1f}"],
         ["overhead (round trip - in-process)", f"{ms(remote) - ms(local):.2f}"],
+        # per request, so that a server process slower or faster than this one does not count
+        ["overhead (round trip - the server's inference)", f"{ms(transport):.2f}"],
     ]
 
 

@@ -147,6 +147,25 @@ def test_only_the_chunk_comes_from_onnx_runtime(tmp_path, exported, inference):
 
 
 @pytest.mark.slow
+def test_the_server_answers_with_onnx_runtime_chunks(tmp_path, exported):
+    from actlab.deploy.client import PolicyClient
+    from tests.test_deploy import ServerThread
+
+    checkpoint, folder = exported
+    torch_policy = acting(tmp_path / "t", checkpoint)
+    onnx_policy = acting(tmp_path / "o", checkpoint, "policy.runtime=onnx", f"policy.onnx={folder}")
+    server = ServerThread(onnx_policy)
+    try:
+        with PolicyClient(server.url) as client:
+            for observation in observations(torch_policy, 2, seed=2):
+                served = client.infer(observation)["actions"]
+                batch = to_policy_batch(observation, torch_policy.config.input_features)
+                np.testing.assert_allclose(served, torch_policy.predict_action_chunk(batch)[0].numpy(), atol=1e-4)
+    finally:
+        server.close()
+
+
+@pytest.mark.slow
 def test_an_export_of_another_checkpoint_is_refused(tmp_path, exported):
     checkpoint, folder = exported
     other = tmp_path / "other"
