@@ -99,7 +99,7 @@ def lerobot_info_json_not_json(base: Base, case: Path) -> Case:
     (root / "meta" / "info.json").write_text("{codebase_version: v3.0")
     return Case(
         [f"dataset.root={root}"],
-        f"{root}/meta/info.json: cannot read it as JSON (Expecting property name enclosed in double quotes: "
+        f"{root}/meta/info.json: cannot be read as JSON (Expecting property name enclosed in double quotes: "
         "line 1 column 2 (char 1))",
     )
 

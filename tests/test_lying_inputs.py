@@ -324,7 +324,7 @@ def cli_cases(datasets: dict[str, Path], run: Path, case: Path, name: str) -> Ca
             ),
             "list_hyperparameters": (
                 lambda f: (f / "hyperparameters.json").write_text("[1, 2]"),
-                f"hyperparameters.json: holds a JSON list, not an object of the run's settings; {DAMAGED}",
+                f"hyperparameters.json: holds a JSON list; expected an object of the run's settings; {DAMAGED}",
             ),
             "missing_hyperparameters": (
                 lambda f: (f / "hyperparameters.json").unlink(),
@@ -359,8 +359,8 @@ def cli_cases(datasets: dict[str, Path], run: Path, case: Path, name: str) -> Ca
     elif name.endswith("list_hyperparameters"):
         hyperparameters.write_text("[]")
         message = (
-            f"{hyperparameters}: holds a JSON list; expected an object of the training run's settings (the "
-            "checkpoint is damaged)"
+            f"{hyperparameters}: holds a JSON list; expected an object of the training run's settings; the "
+            "checkpoint is damaged"
         )
     elif name.endswith("missing_hyperparameters"):
         hyperparameters.unlink()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import json
 import os
 import re
 import shutil
@@ -26,6 +27,9 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from actlab.errors import ActlabError
 
 _STALE = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)$")
 _AT_FDCWD = -100
@@ -154,3 +158,22 @@ def _running(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def read_json(path: str | Path, what: str = "", damaged: str = "") -> dict[str, Any]:
+    """The JSON object in the file `path`, or one line naming the file: `<path>: cannot be read as JSON
+    (<why>)` or `<path>: holds a JSON list; expected an object<what>`, each followed by `; <damaged>` when
+    given (what the file's owner should conclude). The one reader of actlab's and LeRobot's JSON files."""
+    tail = f"; {damaged}" if damaged else ""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ActlabError(f"{path}: cannot be read as JSON ({why}){tail}") from None
+    if not isinstance(data, dict):
+        raise ActlabError(f"{path}: holds a JSON {json_kind(data)}; expected an object{what}{tail}")
+    return data
+
+
+def json_kind(value: Any) -> str:
+    return {list: "list", str: "string", bool: "boolean", int: "number", float: "number"}.get(type(value), "null")

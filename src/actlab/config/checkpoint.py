@@ -27,6 +27,7 @@ from actlab.config.options import SCHEMAS, typed
 from actlab.config.policy import ARCHITECTURE_KEYS
 from actlab.config.schema import ModelConfig, PolicyRuntimeConfig
 from actlab.errors import ActlabError
+from actlab.io import read_json
 
 RUN_GROUPS = ("encoder", "dataset", "env")  # stored as the option `checkpoint` of their config group
 
@@ -60,16 +61,7 @@ def read_run_settings(path: Path) -> dict[str, Any]:
     file. (A folder without one, such as a LeRobot policy folder, is a policy without a training run.)"""
     if not path.is_file():  # a named pipe would block the read for ever
         raise ActlabError(f"{path}: {not_a_file(path)}; expected the training run's settings (JSON)")
-    try:
-        run = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ActlabError(f"{path}: cannot be read as JSON ({e}); the checkpoint is damaged") from None
-    if not isinstance(run, dict):
-        raise ActlabError(
-            f"{path}: holds a JSON {json_kind(run)}; expected an object of the training run's settings (the "
-            "checkpoint is damaged)"
-        )
-    return run
+    return read_json(path, " of the training run's settings", "the checkpoint is damaged")
 
 
 def check_regular_file(config: Path) -> None:
@@ -87,10 +79,6 @@ def not_a_file(path: Path) -> str:
     if not path.exists():
         return "a broken symbolic link" if path.is_symlink() else "missing"
     return "not a regular file"
-
-
-def json_kind(value: Any) -> str:
-    return {list: "list", str: "string", bool: "boolean", int: "number", float: "number"}.get(type(value), "null")
 
 
 def empty_run() -> dict[str, Any]:

@@ -17,6 +17,7 @@ from actlab.config.options import AT_INFERENCE, SHAPES_WEIGHTS, keys_with
 from actlab.config.ranges import FRACTION, MAX_SIZE, NON_NEGATIVE, SIZE, between, check_ranges
 from actlab.errors import ActlabError
 from actlab.features import ACTION, OBS_ENV_STATE, OBS_STATE, PolicyFeature, as_feature
+from actlab.io import read_json
 
 LOSSES = ("l1", "l2")
 ACTIVATIONS = ("relu", "gelu", "glu")  # model.feedforward_activation (actlab.policy.transformer maps them to functions)
@@ -121,12 +122,7 @@ class ACTPolicyConfig(ACTArchitecture):
     @classmethod
     def load(cls, path: Path) -> ACTPolicyConfig:
         """config.json of a policy folder; anything else is one line naming the file."""
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ActlabError(f"{path}: cannot be read as JSON ({e})") from None
-        if not isinstance(data, dict):
-            raise ActlabError(f"{path}: expected a JSON object (an actlab policy config)")
+        data = read_json(path, " (an actlab policy config)")
         try:
             return cls.from_dict(data)
         except ActlabError as e:

@@ -12,11 +12,11 @@ the (un)normaliser step actlab reads is built, with LeRobot's own class, from it
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from actlab.errors import ActlabError, reason
+from actlab.io import read_json
 
 # The steps of LeRobot's ACT pre- and post-processor (lerobot.policies.act.processor_act), by registry name.
 ACT_STEPS = (
@@ -31,11 +31,8 @@ REFUSED = "refused: actlab loads only LeRobot's own ACT processor steps and impo
 
 def read_pipeline(path: Path) -> list[dict[str, Any]]:
     """The steps of the processor pipeline file `path`, each checked by `check_step`."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ActlabError(f"{path}: cannot be read as JSON ({reason(e)})") from None
-    steps = data.get("steps") if isinstance(data, dict) else None
+    data = read_json(path, " (a LeRobot processor pipeline)")
+    steps = data.get("steps")
     if not isinstance(steps, list):
         raise ActlabError(f"{path}: no list of 'steps'; expected a LeRobot processor pipeline")
     for index, step in enumerate(steps):

@@ -18,7 +18,6 @@ normalise training targets), a difference of 1e-8 times the normalised action.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import numpy as np
 from actlab.config.policy import ACTIVATIONS, ACTPolicyConfig
 from actlab.errors import ActlabError, reason
 from actlab.features import PolicyFeature
+from actlab.io import read_json
 from actlab.lerobot_io.features import SHARED_FIELDS, from_lerobot_features
 from actlab.lerobot_io.processors import load_normalizer_step
 from actlab.policy.files import CONFIG_NAME, WEIGHTS_NAME, read_weights
@@ -50,16 +50,6 @@ def is_lerobot_policy(directory: str | Path) -> bool:
         return "type" in read_json(Path(directory) / CONFIG_NAME)
     except ActlabError:
         return False
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ActlabError(f"{path}: cannot be read as JSON ({reason(e)})") from None
-    if not isinstance(data, dict):
-        raise ActlabError(f"{path}: expected a JSON object")
-    return data
 
 
 def read_lerobot_policy(directory: str | Path) -> tuple[ACTPolicyConfig, dict[str, Stats], dict[str, Any]]:

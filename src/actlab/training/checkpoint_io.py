@@ -25,10 +25,10 @@ from typing import Any
 import torch
 from lightning.fabric.plugins import CheckpointIO
 
-from actlab.config.checkpoint import json_kind, not_a_file
+from actlab.config.checkpoint import not_a_file
 from actlab.config.policy import ACTPolicyConfig
 from actlab.errors import ActlabError, reason
-from actlab.io import atomic_dir
+from actlab.io import atomic_dir, read_json
 from actlab.policy.policy import WEIGHTS_NAME, read_weights, write_policy_files
 
 TRAINING_STATE = "training_state.pt"
@@ -91,14 +91,7 @@ def share_identical_files(folder: Path, other: Path) -> None:
 
 def load_run_config(checkpoint: Path) -> dict[str, Any]:
     """hyperparameters.json of a training checkpoint: the JSON object of its run's settings, or one line."""
-    path = regular_file(Path(checkpoint) / HYPERPARAMETERS)
-    try:
-        run = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ActlabError(f"{path}: cannot be read as JSON ({e}); {DAMAGED}") from None
-    if not isinstance(run, dict):
-        raise ActlabError(f"{path}: holds a JSON {json_kind(run)}, not an object of the run's settings; {DAMAGED}")
-    return run
+    return read_json(regular_file(Path(checkpoint) / HYPERPARAMETERS), " of the run's settings", DAMAGED)
 
 
 def regular_file(path: Path) -> Path:

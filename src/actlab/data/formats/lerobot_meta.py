@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 from actlab.errors import ActlabError
 from actlab.features import ACTION, OBS_ENV_STATE, OBS_IMAGES, OBS_STATE, PolicyFeature
+from actlab.io import read_json
 
 VECTOR_TYPES = {OBS_STATE: "STATE", OBS_ENV_STATE: "ENV", ACTION: "ACTION"}
 VERSIONS = ("v2.0", "v2.1", "v3.0")
@@ -169,13 +170,6 @@ def stat_array(source: Path, key: str, name: str, value: object) -> np.ndarray:
     if array is None or array.dtype == object:
         raise ActlabError(f"{source}: '{key}.{name}' = {str(value)[:60]!r} is not a number or a list of numbers")
     return array
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ActlabError(f"{path}: cannot read it as JSON ({e})") from e
 
 
 def read_jsonl(path: Path) -> list[dict]:
