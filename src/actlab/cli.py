@@ -7,12 +7,17 @@ DDP processes rejoin their parent's job first (actlab.training.ddp).
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
-from actlab.config.compose import CONFIG_DIR
+from actlab.config.command import hydra_command
+from actlab.config.compose import CONFIG_DIR, check_config
+from actlab.config.resume_overrides import resume_overrides
 from actlab.config.schema import register_configs
-from actlab.entry import run_task
+from actlab.entry import report_error, run_task
+from actlab.errors import ActlabError
 from actlab.training.ddp import rejoin_ddp_job
 
 register_configs()
@@ -20,11 +25,24 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def hydra_main(cfg: DictConfig) -> float | None:
+    return run_task(cfg, checked_train)
+
+
+def checked_train(cfg: DictConfig) -> float | None:
+    """The config is checked before the training stack (torch, Lightning, LeRobot) is imported: a config error
+    answers in seconds."""
+    check_config(cfg)
     from actlab.training.train import objective, train
 
-    return run_task(cfg, lambda c: objective(c, train(c)))
+    return objective(cfg, train(cfg))
 
 
 def main() -> None:
     rejoin_ddp_job()
-    hydra_main()
+    try:  # `resume=<run dir>`: the run's own overrides, this command's on top (where resuming allows them)
+        sys.argv[1:] = resume_overrides(sys.argv[1:])
+    except ActlabError as e:
+        report_error(f"error: {e}")
+        sys.exit(2)
+    with hydra_command():
+        hydra_main()
