@@ -136,7 +136,7 @@ def test_robot_so101_drives_lerobots_so101_follower_with_a_mocked_bus_records_an
     from actlab.deploy.cli import deploy
 
     folder = so101_policy(tmp_path / "policy")
-    overrides = [f"checkpoint={folder}", "robot=so101", "robot.port=/dev/null", f"+robot.calibration_dir={tmp_path}",
+    overrides = [f"checkpoint={folder}", "robot=so101", "robot.port=/dev/null", f"robot.calibration_dir={tmp_path}",
                  "robot.keyboard=false", "robot.episode_time_s=null", "robot.reset_time_s=0", "control.frequency=10",
                  "control.max_steps=6", "control.episodes=2", f"control.record={tmp_path / 'rec'}",
                  "control.display=true", f"control.display_to={tmp_path / 'loop.rrd'}"]  # fmt: skip

@@ -63,7 +63,9 @@ def make_lerobot_robot(robot_type: str, fields: dict[str, Any]) -> Any:
     if robot_type not in known:
         raise ActlabError(f"robot.type={robot_type!r}{closest(robot_type, known)}; LeRobot knows {known}")
     config_class = RobotConfig.get_choice_class(robot_type)
-    fields = dict(fields)
+    names = {f.name for f in dataclasses.fields(config_class) if f.init}
+    # None (and no cameras) leave a field to the robot's own default, or out where its config lacks it
+    fields = {k: v for k, v in fields.items() if v is not None and not (k == "cameras" and not v and k not in names)}
     check_fields(config_class, fields, "robot")
     for name, settings in (fields.get("cameras") or {}).items():
         check_camera(name, settings)
