@@ -131,15 +131,21 @@ def mocked_feetech_bus():
         yield bus
 
 
-def test_robot_so101_drives_lerobots_so101_follower_with_a_mocked_bus_records_and_displays(tmp_path):
+def test_robot_so101_drives_lerobots_so101_follower_with_a_mocked_bus_records_and_displays(tmp_path, monkeypatch):
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
     from actlab.config.compose import compose_eval
     from actlab.deploy.cli import deploy
+
+    pushed = []  # LeRobot's upload, faked: what would go to the hub
+    monkeypatch.setattr(LeRobotDataset, "push_to_hub", lambda self, **kw: pushed.append((self.repo_id, self.root)))
 
     folder = so101_policy(tmp_path / "policy")
     overrides = [f"checkpoint={folder}", "robot=so101", "robot.port=/dev/null", f"robot.calibration_dir={tmp_path}",
                  "robot.keyboard=false", "robot.episode_time_s=null", "robot.reset_time_s=0", "control.frequency=10",
                  "control.max_steps=6", "control.episodes=2", f"control.record={tmp_path / 'rec'}",
-                 "control.display=true", f"control.display_to={tmp_path / 'loop.rrd'}"]  # fmt: skip
+                 "control.display=true", f"control.display_to={tmp_path / 'loop.rrd'}", "control.push_to_hub=true",
+                 "control.repo_id=me/so101_run"]  # fmt: skip
     with mocked_feetech_bus() as bus:
         stats = deploy(compose_eval(overrides, tmp_path / "run", "deploy"))
     assert bus.connect.called and bus.disconnect.called and not bus.is_connected
@@ -149,9 +155,8 @@ def test_robot_so101_drives_lerobots_so101_follower_with_a_mocked_bus_records_an
     assert len(played) == 2 and len(goals) == sent >= 4 and set(goals[0].args[1]) == set(MOTORS)  # by name
     assert stats["ticks"] <= 12
 
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
-    dataset = LeRobotDataset("local/rec", root=tmp_path / "rec")
+    assert pushed == [("me/so101_run", tmp_path / "rec")]
+    dataset = LeRobotDataset("me/so101_run", root=tmp_path / "rec")
     assert dataset.meta.total_episodes == 2 and dataset.meta.total_frames == sent
     assert dataset.features["observation.state"]["names"] == NAMES
     assert dataset.features["action"]["names"] == NAMES
