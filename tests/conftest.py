@@ -13,6 +13,7 @@ import pytest
 from omegaconf import DictConfig
 
 from actlab.config.compose import compose_train as compose
+from actlab.data.synthetic import random_frame
 from actlab.features import PolicyFeature
 from actlab.lerobot_io.writer import lerobot_writer
 
@@ -60,18 +61,9 @@ def write_lerobot_dataset(
     for cam in cameras:
         features[f"observation.images.{cam}"] = PolicyFeature("VISUAL", (3, *image_hw))
 
-    def frame() -> dict[str, np.ndarray]:
-        values = {}
-        for key, f in features.items():
-            if f.type == "VISUAL":
-                values[key] = rng.integers(0, 256, (*image_hw, 3), dtype=np.uint8)
-            else:
-                values[key] = rng.normal(size=f.shape).astype(np.float32)
-        return values
-
     with lerobot_writer(root, features, fps, video, repo_id=f"test/{root.name}") as write_episode:
         for ep in range(episodes):
-            write_episode([frame() for _ in range(lengths[ep] if lengths else frames)], "test")
+            write_episode([random_frame(features, rng) for _ in range(lengths[ep] if lengths else frames)], "test")
     return root
 
 

@@ -70,21 +70,22 @@ def write_synthetic(
     }
     features |= {f"{OBS_IMAGES}.{cam}": PolicyFeature("VISUAL", (3, *hw)) for cam in shape.cameras}
     rng = np.random.default_rng(seed)
-
-    def frame() -> dict[str, np.ndarray]:
-        values = {}
-        for key, feature in features.items():
-            if feature.type == "VISUAL":
-                values[key] = rng.integers(0, 256, (*hw, 3), dtype=np.uint8)
-            else:
-                values[key] = rng.normal(size=feature.shape).astype(np.float32)
-        return values
-
     repo_id = f"synthetic/{root.name}"
     with lerobot_writer(root, features, shape.fps, video, repo_id=repo_id, robot_type=shape.robot_type) as write:
         for _ in range(episodes):
-            write([frame() for _ in range(frames)], "synthetic")
+            write([random_frame(features, rng) for _ in range(frames)], "synthetic")
     return root
+
+
+def random_frame(features: dict[str, PolicyFeature], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """One frame of random values for `features`: camera frames H x W x 3 uint8, vectors standard normal."""
+    values = {}
+    for key, feature in features.items():
+        if feature.type == "VISUAL":
+            values[key] = rng.integers(0, 256, (*feature.shape[1:], 3), dtype=np.uint8)
+        else:
+            values[key] = rng.normal(size=feature.shape).astype(np.float32)
+    return values
 
 
 def size(text: str) -> tuple[int, int]:
