@@ -36,6 +36,21 @@ def compose_train(overrides: list[str], tmp_path: Path) -> DictConfig:
     return compose(overrides, output_dir=tmp_path / "run", data_dir=tmp_path / "data")
 
 
+def trained_checkpoint(tmp: Path, experiment: str = "quickstart", *overrides: str) -> Path:
+    """The final checkpoint of `experiment` trained for 2 steps on 2 collected demonstrations, without
+    evaluations: a small real run for the tests that evaluate, serve, export or deploy one."""
+    from actlab.training.train import train
+
+    cfg = compose_train(
+        [f"experiment={experiment}", "dataset.collect.episodes=2", "trainer.max_steps=2", "checkpoint.save_freq=2",
+         "env.eval_freq=0", "env.final_eval_episodes=0", "optimized_metric=null", "dataset.batch_size=8", *FAST,
+         *overrides],
+        tmp,
+    )  # fmt: skip
+    train(cfg)
+    return Path(cfg.paths.output_dir) / "checkpoints" / "final"
+
+
 def write_lerobot_dataset(
     root: Path,
     episodes: int = 3,

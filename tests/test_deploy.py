@@ -505,16 +505,9 @@ def test_dry_run_sends_nothing_and_clipping_bounds_actions():
 # ----------------------------------------------------------------------------------------------- Lift
 @pytest.fixture(scope="module")
 def lift_checkpoint(tmp_path_factory) -> Path:
-    from actlab.training.train import train
-    from tests.conftest import FAST, compose_train
+    from tests.conftest import trained_checkpoint
 
-    cfg = compose_train(
-        ["experiment=quickstart", "dataset.collect.episodes=2", "trainer.max_steps=2", "checkpoint.save_freq=2",
-         "env.eval_freq=0", "env.final_eval_episodes=0", "optimized_metric=null", "dataset.batch_size=8", *FAST],
-        tmp_path_factory.mktemp("lift"),
-    )  # fmt: skip
-    train(cfg)
-    return Path(cfg.paths.output_dir) / "checkpoints" / "final"
+    return trained_checkpoint(tmp_path_factory.mktemp("lift"))
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ from actlab.errors import ActlabError
 from actlab.eval.cli import evaluate
 from actlab.sim.video import read_frames
 from actlab.training.train import train
-from tests.conftest import FAST, REPO, compose_train, write_lerobot_dataset
+from tests.conftest import FAST, REPO, compose_train, trained_checkpoint, write_lerobot_dataset
 
 
 def trained(tmp_path: Path, root: Path, *overrides: str) -> Path:
@@ -131,23 +131,7 @@ def test_bad_checkpoint_folders_are_one_line_and_leave_nothing(tmp_path, make, m
 # ----------------------------------------------------------------------------------------------- simulator mode
 @pytest.fixture(scope="module")
 def lift_checkpoint(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("lift")
-    cfg = compose_train(
-        [
-            "experiment=quickstart",
-            "dataset.collect.episodes=2",
-            "trainer.max_steps=2",
-            "checkpoint.save_freq=2",
-            "env.eval_freq=0",
-            "env.final_eval_episodes=0",
-            "optimized_metric=null",
-            "dataset.batch_size=8",
-            *FAST,
-        ],
-        tmp,
-    )
-    train(cfg)
-    return Path(cfg.paths.output_dir) / "checkpoints" / "final"
+    return trained_checkpoint(tmp_path_factory.mktemp("lift"))
 
 
 @pytest.mark.slow

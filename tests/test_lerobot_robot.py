@@ -173,17 +173,10 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def image_checkpoint(tmp_path_factory) -> Path:
     """The image quickstart (two 64x64 cameras, robot state) trained for two steps."""
-    from actlab.training.train import train
-    from tests.conftest import FAST, compose_train
+    from tests.conftest import trained_checkpoint
 
-    cfg = compose_train(
-        ["experiment=quickstart_image", "dataset.collect.episodes=2", "dataset.collect.workers=1", "env.eval_workers=1",
-         "trainer.max_steps=2", "checkpoint.save_freq=2", "env.eval_freq=0", "env.final_eval_episodes=0",
-         "optimized_metric=null", "dataset.batch_size=4", *FAST],
-        tmp_path_factory.mktemp("lift_image"),
-    )  # fmt: skip
-    train(cfg)
-    return Path(cfg.paths.output_dir) / "checkpoints" / "final"
+    overrides = ["dataset.collect.workers=1", "env.eval_workers=1", "dataset.batch_size=4"]
+    return trained_checkpoint(tmp_path_factory.mktemp("lift_image"), "quickstart_image", *overrides)
 
 
 def deploy_plugin_robot(checkpoint: Path, tmp: Path, *overrides: str):

@@ -26,7 +26,7 @@ from actlab.export.onnx import export_onnx
 from actlab.features import to_policy_batch
 from actlab.policy import ACTPolicy
 from actlab.policy.loader import load_policy
-from tests.conftest import FAST, REPO, compose_train
+from tests.conftest import REPO, compose_train, trained_checkpoint
 from tests.test_onnx import save_policy
 
 BLOCKER = """import sys
@@ -223,24 +223,8 @@ def test_the_minimal_client_runs_without_torch_or_actlab(tmp_path, exported):
 # ----------------------------------------------------------------------------------------- actlab-eval
 @pytest.fixture(scope="module")
 def lift_checkpoint(tmp_path_factory) -> Path:
-    """A state-only quickstart policy after 2 training steps (as tests/test_eval.py trains one)."""
-    tmp = tmp_path_factory.mktemp("lift")
-    overrides = [
-        "experiment=quickstart",
-        "dataset.collect.episodes=2",
-        "trainer.max_steps=2",
-        "checkpoint.save_freq=2",
-        "env.eval_freq=0",
-        "env.final_eval_episodes=0",
-        "optimized_metric=null",
-        "dataset.batch_size=8",
-        *FAST,
-    ]
-    from actlab.training.train import train
-
-    cfg = compose_train(overrides, tmp)
-    train(cfg)
-    return Path(cfg.paths.output_dir) / "checkpoints" / "final"
+    """A state-only quickstart policy after 2 training steps."""
+    return trained_checkpoint(tmp_path_factory.mktemp("lift"))
 
 
 @pytest.mark.slow
