@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from actlab.errors import ActlabError
-from actlab.features import ACTION, OBS_STATE, PolicyFeature
+from actlab.features import ACTION, OBS_STATE, PolicyFeature, as_feature
 from actlab.lerobot_io.writer import DatasetWriter, lerobot_writer
 
 log = logging.getLogger("actlab")
@@ -102,6 +102,4 @@ def recording(control, info: dict[str, Any], features: dict[str, PolicyFeature],
 
 def recorded_features(info: dict[str, Any]) -> dict[str, PolicyFeature]:
     """The features a recording holds: the policy's inputs (images 3 x H x W) and its action."""
-    out = {k: PolicyFeature(v["type"], tuple(v["shape"])) for k, v in info["input_features"].items()}
-    out.update({k: PolicyFeature(v["type"], tuple(v["shape"])) for k, v in info["output_features"].items()})
-    return out
+    return {k: as_feature(v) for k, v in {**info["input_features"], **info["output_features"]}.items()}

@@ -15,10 +15,10 @@ from a file the user loads.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import logging
 from typing import Any
 
+from actlab.config.strict import closest
 from actlab.errors import ActlabError
 
 log = logging.getLogger("actlab")
@@ -61,7 +61,7 @@ def make_lerobot_robot(robot_type: str, fields: dict[str, Any]) -> Any:
     register_robot_types()
     known = robot_types()
     if robot_type not in known:
-        raise ActlabError(f"robot.type={robot_type!r}{closest(robot_type, known)}; LeRobot knows {known}")
+        raise ActlabError(f"robot.type={robot_type!r}{did_you_mean(robot_type, known)}; LeRobot knows {known}")
     config_class = RobotConfig.get_choice_class(robot_type)
     names = {f.name for f in dataclasses.fields(config_class) if f.init}
     # None (and no cameras) leave a field to the robot's own default, or out where its config lacks it
@@ -97,7 +97,7 @@ def check_fields(config_class: type, fields: dict[str, Any], where: str) -> None
     if unknown:
         k = unknown[0]
         name = config_class.__name__
-        raise ActlabError(f"{where}.{k}: {name} has no field {k!r}{closest(k, names)}; fields: {names}")
+        raise ActlabError(f"{where}.{k}: {name} has no field {k!r}{did_you_mean(k, names)}; fields: {names}")
 
 
 def decode(config_class: type, values: dict[str, Any], where: str) -> Any:
@@ -111,6 +111,9 @@ def decode(config_class: type, values: dict[str, Any], where: str) -> Any:
         raise ActlabError(f"{where}: LeRobot refused these settings ({' '.join(str(e).split())})") from None
 
 
-def closest(name: str, names: list[str]) -> str:
-    match = difflib.get_close_matches(name, names, n=1)
-    return f" (did you mean {match[0]!r}?)" if match else ""
+def did_you_mean(name: str, names: list[str]) -> str:
+    """` (did you mean 'x'?)` when a name is close enough (the config layer's `closest`), else nothing."""
+    if not names:
+        return ""
+    best, ratio = closest(name, names)
+    return f" (did you mean {best!r}?)" if ratio >= 0.6 else ""
