@@ -26,6 +26,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from actlab.config.encoders import Pri3dEncoderConfig, ResNet18EncoderConfig
 from actlab.errors import ActlabError, reason
 from actlab.policy.encoders.files import OFFLINE, hub_offline, missing_weights, read_weights_file
+from actlab.policy.encoders.cpu_training import fp32_cpu_training, use_small_map_convs
 
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
@@ -37,6 +38,8 @@ class ResNetFeatures(IntermediateLayerGetter):
     its spatial mean. Layers after the feature layer are not built into the module (nor its state dict)."""
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+        if fp32_cpu_training(x):
+            x = x.contiguous(memory_format=torch.channels_last)  # oneDNN's faster NHWC kernels (cpu_training)
         return super().forward(x)["feature_map"]
 
     def embed(self, x: Tensor) -> Tensor:
@@ -68,11 +71,13 @@ def group_norm(channels: int) -> nn.GroupNorm:
 
 
 def resnet_trunk(arch: str, dilation: bool = False, norm: str = "frozen_batch_norm") -> torchvision.models.ResNet:
-    return getattr(torchvision.models, arch)(
+    """torchvision's ResNet, its convolutions with a faster weight gradient on small maps on a CPU."""
+    net = getattr(torchvision.models, arch)(
         weights=None,
         replace_stride_with_dilation=[False, False, dilation],
         norm_layer=group_norm if norm == "group_norm" else FrozenBatchNorm2d,
     )
+    return use_small_map_convs(net)
 
 
 def features(net: torchvision.models.ResNet, image_stats: tuple | None, layer: str = "layer4") -> ResNetFeatures:
