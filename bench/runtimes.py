@@ -18,7 +18,6 @@ chunk with 2 threads, 6 ms with 1); use OMP_NUM_THREADS=1 there.
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 import time
 from pathlib import Path
@@ -26,24 +25,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.common import table
+from bench.common import cpu_flags, table
 
 REPEATS = {"tiny": 200, "quickstart_image": 100, "baseline": 20}
 QUICK_REPEATS = 5
-FLAGS = ("avx512_bf16", "amx_bf16", "avx512f", "avx2")
 
 
-def cpu_flags() -> str:
-    """The flags of `grep -o 'avx512_bf16\\|amx_bf16\\|avx512f\\|avx2' /proc/cpuinfo | sort -u`."""
-    try:
-        found = set(re.findall("|".join(FLAGS), Path("/proc/cpuinfo").read_text()))
-    except OSError:
-        return "unknown (no /proc/cpuinfo)"
-    return " ".join(sorted(found)) or "none of " + ", ".join(FLAGS)
-
-
-def policy_for(case: str):
-    """A random-init ACTPolicy of the case's architecture (composed from conf/ as training would)."""
+def policy_for(case: str, image_size: tuple[int, int] | None = None):
+    """A random-init ACTPolicy of the case's architecture (composed from conf/ as training would), with
+    the case's cameras at `image_size` when given."""
     from actlab.config.compose import compose_train
     from actlab.config.policy import ARCHITECTURE_KEYS
     from actlab.policy import ACTPolicy, ACTPolicyConfig, PolicyFeature
@@ -53,6 +43,7 @@ def policy_for(case: str):
         "quickstart_image": (["experiment=quickstart_image"], 9, 0, 2, (64, 64)),
         "baseline": (["model=baseline", "encoder.pretrained=null"], 14, 0, 2, (480, 640)),
     }[case]
+    hw = image_size or hw
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose_train(overrides, tmp)
     inputs = {"observation.state": PolicyFeature("STATE", (state,))}

@@ -15,7 +15,9 @@ from actlab.policy.encoders.resnet import resnet_trunk
 def test_small_map_gradients_are_conv2d_gradients(in_channels, size, kernel, stride, padding, dilation):
     torch.manual_seed(0)
     reference = nn.Conv2d(in_channels, 12, kernel, stride, padding, dilation, bias=False)
-    ours = use_small_map_convs(nn.Sequential(nn.Conv2d(in_channels, 12, kernel, stride, padding, dilation, bias=False)))[0]
+    ours = use_small_map_convs(
+        nn.Sequential(nn.Conv2d(in_channels, 12, kernel, stride, padding, dilation, bias=False))
+    )[0]
     ours.load_state_dict(reference.state_dict())
     assert type(ours) is CpuTrainConv2d
     x = torch.randn(5, in_channels, size, size * 2 if size < 3 else size)  # non-square maps as well

@@ -52,6 +52,34 @@ def test_lift_adapter_speaks_the_batch_convention():
         env.close()
 
 
+def test_reflections_off_renders_the_scene_without_them_and_names_another_dataset(tmp_path):
+    """env.reflections=false (the image quickstart's) turns MuJoCo's reflections off in the camera renderer,
+    after every reset too; the demonstrations folder of the default (on) is the one it was before the key."""
+    import mujoco
+
+    from actlab.sim.collect import demonstrations_dirname
+
+    images = {}
+    for on in (True, False):
+        env = make_env(RobosuiteEnvConfig(**LIFT, cameras=["agentview"], image_size=[32, 32], reflections=on))
+        try:
+            env.reset(seed=3)
+            scene = env.env.sim._render_context_offscreen.scn
+            assert scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] == int(on)
+            images[on] = env.reset(seed=3)["observation.images.agentview"].astype(int)
+        finally:
+            env.close()
+    difference = np.abs(images[True] - images[False]).mean()
+    assert 0 < difference < 5  # the same scene, without the mirror images
+    default = compose_train(["experiment=quickstart_image", "env.reflections=true"], tmp_path / "a")
+    off = compose_train(["experiment=quickstart_image"], tmp_path / "b")
+    # the folder name of the image quickstart's demonstrations before env.reflections existed
+    assert demonstrations_dirname(default.env, default.dataset.collect).endswith("_100ep_a639eb68")
+    assert demonstrations_dirname(off.env, off.dataset.collect) != demonstrations_dirname(
+        default.env, default.dataset.collect
+    )
+
+
 def quickstart(tmp_path: Path, *overrides: str, experiment: str = "quickstart") -> Path:
     cfg = compose_train(
         [

@@ -156,6 +156,30 @@ def test_bf16_on_a_cpu_with_it_does_not_warn(cpu, caplog):
     assert not caplog.records
 
 
+@pytest.mark.parametrize(
+    "environment, native",
+    [
+        ({}, True),
+        ({"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}, False),
+        ({"ATEN_CPU_CAPABILITY": "avx2"}, False),
+        ({"ONEDNN_MAX_CPU_ISA": "AVX2_VNNI"}, False),
+        ({"ATEN_CPU_CAPABILITY": "avx512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}, True),
+    ],
+)
+def test_kernels_held_to_avx2_count_as_a_cpu_without_native_bf16(cpu, monkeypatch, environment, native):
+    """`python -m bench --emulate-avx2` on an AVX-512 BF16 CPU: `auto` takes fp32 there, as on an AVX2 CPU."""
+    cpu(True)
+    for key in devices.AVX2_EMULATION:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    assert devices.cpu_has_native_bf16() is native
+    assert train_module.training_precision("auto", "cpu") == ("bf16-mixed" if native else "32-true")
+    assert (devices.emulation() is None) is native
+    if not native:
+        assert "the kernels are held to AVX2" in devices.describe_cpu()
+
+
 def test_unknown_inference_precision_is_one_line():
     with pytest.raises(ActlabError, match=r"policy.precision='fp8' is not one of \['auto', 'fp32', 'bf16'\]"):
         resolve_precision("fp8", torch.device("cpu"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import platform
 from pathlib import Path
 
@@ -15,6 +16,9 @@ import torch
 log = logging.getLogger("actlab")
 
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+# What limits PyTorch's CPU kernels to AVX2 on a CPU that has more (`python -m bench --emulate-avx2`): ATen's
+# dispatch, oneDNN and MKL each read their own variable when they load.
+AVX2_EMULATION = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 
 
 @functools.cache
@@ -29,8 +33,24 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+def kernels_limited_to_avx2() -> bool:
+    """Whether this process's PyTorch kernels are held to AVX2 (or less) by ATEN_CPU_CAPABILITY or
+    ONEDNN_MAX_CPU_ISA, whatever the CPU has: its bf16 is then emulated, as on an AVX2-only CPU."""
+    aten = os.environ.get("ATEN_CPU_CAPABILITY", "").lower()
+    onednn = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    return aten in ("default", "avx2") or onednn in ("SSE41", "AVX") or onednn.startswith("AVX2")
+
+
 def cpu_has_native_bf16() -> bool:
-    return any(flag in cpu_flags() for flag in NATIVE_BF16_FLAGS)
+    return any(flag in cpu_flags() for flag in NATIVE_BF16_FLAGS) and not kernels_limited_to_avx2()
+
+
+def emulation() -> str | None:
+    """'AVX2 (ATEN_CPU_CAPABILITY=avx2 ...)' when the kernels are held to AVX2 by the environment, else None."""
+    if not kernels_limited_to_avx2():
+        return None
+    settings = " ".join(f"{k}={os.environ[k]}" for k in AVX2_EMULATION if k in os.environ)
+    return f"AVX2 ({settings})"
 
 
 def describe_cpu() -> str:
@@ -44,7 +64,9 @@ def describe_cpu() -> str:
     except OSError:
         pass
     native = [flag for flag in NATIVE_BF16_FLAGS if flag in cpu_flags()]
-    bf16 = f"native bf16 ({', '.join(native)})" if native else "no native bf16"
+    bf16 = f"native bf16 ({', '.join(native)})" if cpu_has_native_bf16() else "no native bf16"
+    if native and not cpu_has_native_bf16():
+        bf16 += f" (the CPU has {', '.join(native)}; the kernels are held to AVX2)"
     capability = torch.backends.cpu.get_cpu_capability()
     return f"{name}, {torch.get_num_threads()} threads, {capability} kernels, {bf16}"
 

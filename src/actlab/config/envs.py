@@ -86,6 +86,9 @@ class RobosuiteEnvConfig(SimEnvConfig):
     state_keys: list[str] = field(default_factory=list)  # robosuite observations -> observation.state
     env_state_keys: list[str] = field(default_factory=list)  # -> observation.environment_state
     reward_shaping: bool = True
+    # MuJoCo's reflections of the robot in the table and floor; off, a 64x64 camera renders in 38 ms instead
+    # of 80 on a CPU (the pixels differ by 0.5/255 on average). Collection and rollouts render alike.
+    reflections: bool = True
 
     def check(self) -> None:
         if not self.task:

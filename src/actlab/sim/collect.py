@@ -59,6 +59,8 @@ def demonstrations_dirname(env: EnvConfig, collect: DemoCollectionConfig) -> str
     for key in ("eval_freq", "eval_episodes", "final_eval_episodes", "eval_workers", "seed", "name"):
         settings["env"].pop(key, None)
     settings["collect"].pop("workers", None)  # the same dataset whatever the number of recorders
+    if settings["env"].get("reflections") is True:
+        settings["env"].pop("reflections")  # the default: the same folder as before the key existed
     settings["noise"] = "per_seed"  # executed-action noise drawn per seed (before: one stream over all episodes)
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
     return f"{env.task.lower()}_{cams}_{collect.episodes}ep_{digest}"

@@ -91,6 +91,7 @@ class RobosuiteEnv:
                 hard_reset=False,
             )
             self.raw = self.env.reset()
+            self._set_reflections()
         except Exception as e:
             raise ActlabError(f"robosuite could not make env.task={cfg.task} env.robot={cfg.robot}: {e}") from e
         finally:
@@ -142,10 +143,19 @@ class RobosuiteEnv:
             obs[f"{OBS_IMAGES}.{cam}"] = raw[f"{cam}_image"]
         return obs
 
+    def _set_reflections(self) -> None:
+        """`env.reflections` on the offscreen renderer's scene (robosuite draws them by default)."""
+        context = getattr(self.env.sim, "_render_context_offscreen", None)
+        if context is not None:
+            import mujoco
+
+            context.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = int(self.cfg.reflections)
+
     def reset(self, seed: int) -> dict[str, np.ndarray]:
         # robosuite's placement samplers draw from numpy's global generator.
         np.random.seed(seed)
         self.raw = self.env.reset()
+        self._set_reflections()  # a renderer robosuite made anew keeps the setting
         return self.observation(self.raw)
 
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool]:

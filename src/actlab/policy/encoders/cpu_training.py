@@ -84,7 +84,8 @@ class CpuTrainConv2d(nn.Conv2d):
         ):
             return False
         cells = 1
-        for size, k, s, p, d in zip(x.shape[2:], self.kernel_size, self.stride, self.padding, self.dilation):
+        geometry = zip(x.shape[2:], self.kernel_size, self.stride, self.padding, self.dilation, strict=True)
+        for size, k, s, p, d in geometry:
             cells *= (size + 2 * p - d * (k - 1) - 1) // s + 1
         return cells <= SMALL_MAP
 

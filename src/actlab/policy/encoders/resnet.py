@@ -25,8 +25,8 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from actlab.config.encoders import Pri3dEncoderConfig, ResNet18EncoderConfig
 from actlab.errors import ActlabError, reason
-from actlab.policy.encoders.files import OFFLINE, hub_offline, missing_weights, read_weights_file
 from actlab.policy.encoders.cpu_training import fp32_cpu_training, use_small_map_convs
+from actlab.policy.encoders.files import OFFLINE, hub_offline, missing_weights, read_weights_file
 
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
