@@ -30,6 +30,7 @@ QUICK = [
     "trainer.val_check_interval=4",
     "trainer.limit_val_batches=1",
     "dataset.batch_size=4",
+    "env.max_steps=30",
 ]
 # A line of the run's log -> the phase that starts with it (the first match counts).
 MARKERS = {
