@@ -1,20 +1,20 @@
-"""Faster fp32 training of ResNet trunks on a CPU: channels-last activations, and a faster weight gradient
-for the convolutions of the last stages.
+"""Faster fp32 training of ResNet trunks on a CPU: a faster weight gradient for the convolutions of the last
+stages, and channels-last activations.
 
-Channels last: oneDNN's NHWC convolution kernels run a training step of the quickstart_image trunk faster
-than NCHW ones (`ResNetFeatures` makes its input channels-last when `fp32_cpu_training`); the weights keep
-their layout, so checkpoints do not change.
+Small maps: at 64x64 or 96x96 inputs, layer4 of a ResNet runs on 2x2 or 3x3 feature maps. There, oneDNN's
+kernel for the gradient of a convolution's weight is 4-5x slower than one matrix product over the im2col
+columns (measured on 2 AVX2 cores, fp32: 512 channels on 64 maps of 2x2, 108 ms against 23 ms; on 16 maps
+of 3x3, 40 ms against 9 ms), while oneDNN stays ahead from 4x4 maps on (16 ms against 30 ms for 256
+channels on 64 maps of 4x4). `CpuTrainConv2d` takes the matrix product where the output map has at most
+`SMALL_MAP` cells, and is a plain `nn.Conv2d` everywhere else: in evaluation, without gradients, on a GPU,
+under autocast, with groups or a bias. Its forward and input gradient stay oneDNN's; the parameters, their
+names and the state dict are nn.Conv2d's, so checkpoints and LeRobot's weights move unchanged.
 
-Small maps: at 64x64 or 96x96 inputs, layer4 of a ResNet runs on 2x2 or 3x3 feature maps. There, oneDNN's kernel for
-the gradient of a convolution's weight is 4-5x slower than one matrix product over the im2col columns
-(measured on 2 AVX2 cores, fp32: 512 channels on 64 maps of 2x2, 108 ms against 23 ms; on 16 maps of 3x3,
-40 ms against 9 ms), while oneDNN stays ahead from 4x4 maps on (16 ms against 30 ms for 256 channels on 64
-maps of 4x4). `CpuTrainConv2d` takes the matrix product where the output map has at most `SMALL_MAP`
-cells, and is a plain `nn.Conv2d` everywhere else: in evaluation, without gradients, on a GPU, under
-autocast, with groups or a bias. Its forward and input gradient stay oneDNN's; the parameters, their names
-and the state dict are nn.Conv2d's, so checkpoints and LeRobot's weights move unchanged.
+Channels last: `ResNetFeatures` makes its input channels-last when `fp32_cpu_training`, so oneDNN runs its
+NHWC kernels; with the small-map gradient that is a few percent faster (on its own it is not). The weights
+keep their layout, so checkpoints do not change.
 
-`python -m bench train_step` measures what it buys against LeRobot's step.
+`python -m bench cpu_kernels` measures each, side by side.
 """
 
 from __future__ import annotations

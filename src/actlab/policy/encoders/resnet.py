@@ -39,7 +39,7 @@ class ResNetFeatures(IntermediateLayerGetter):
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
         if fp32_cpu_training(x):
-            x = x.contiguous(memory_format=torch.channels_last)  # oneDNN's faster NHWC kernels (cpu_training)
+            x = x.contiguous(memory_format=torch.channels_last)  # oneDNN's NHWC kernels (cpu_training)
         return super().forward(x)["feature_map"]
 
     def embed(self, x: Tensor) -> Tensor:
