@@ -31,21 +31,21 @@ REPEATS = {"tiny": 200, "quickstart_image": 100, "baseline": 20}
 QUICK_REPEATS = 5
 
 
-def policy_for(case: str, image_size: tuple[int, int] | None = None):
-    """A random-init ACTPolicy of the case's architecture (composed from conf/ as training would), with
-    the case's cameras at `image_size` when given."""
+def policy_for(case: str, image_size: tuple[int, int] | None = None, overrides: tuple[str, ...] = ()):
+    """A random-init ACTPolicy of the case's architecture (composed from conf/ as training would, with
+    `overrides` on top), with the case's cameras at `image_size` when given."""
     from actlab.config.compose import compose_train
     from actlab.config.policy import ARCHITECTURE_KEYS
     from actlab.policy import ACTPolicy, ACTPolicyConfig, PolicyFeature
 
-    overrides, state, env, cameras, hw = {
+    case_overrides, state, env, cameras, hw = {
         "tiny": (["model=tiny"], 9, 7, 0, None),
         "quickstart_image": (["experiment=quickstart_image"], 9, 0, 2, (64, 64)),
         "baseline": (["model=baseline", "encoder.pretrained=null"], 14, 0, 2, (480, 640)),
     }[case]
     hw = image_size or hw
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = compose_train(overrides, tmp)
+        cfg = compose_train([*case_overrides, *overrides], tmp)
     inputs = {"observation.state": PolicyFeature("STATE", (state,))}
     if env:
         inputs["observation.environment_state"] = PolicyFeature("ENV", (env,))
