@@ -19,16 +19,16 @@ EPISODES = 10
 
 
 def collect(video: bool, workers: int, data_dir: Path) -> tuple[float, Path]:
-    from omegaconf import OmegaConf
-
-    from actlab.config.schema import DemoCollectionConfig
+    """Seconds to record EPISODES demonstrations of the image quickstart's settings (its env and collection
+    config, composed from conf/ as `train.py experiment=quickstart_image` would) and the dataset's folder."""
+    from actlab.config.compose import compose_train
     from actlab.sim.collect import ensure_demonstrations
 
-    env = OmegaConf.load("conf/env/lift.yaml")
-    env.cameras, env.image_size, env.env_state_keys = ["agentview", "robot0_eye_in_hand"], [64, 64], []
-    settings = DemoCollectionConfig(episodes=EPISODES, action_noise=0.1, video=video, workers=workers)
+    overrides = [f"dataset.collect.episodes={EPISODES}", f"dataset.collect.video={video}",
+                 f"dataset.collect.workers={workers}"]  # fmt: skip
+    cfg = compose_train(["experiment=quickstart_image", *overrides], data_dir / "run")
     started = time.perf_counter()
-    root = ensure_demonstrations(env, settings, data_dir)
+    root = ensure_demonstrations(cfg.env, cfg.dataset.collect, data_dir)
     return time.perf_counter() - started, root
 
 

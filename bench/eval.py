@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import time
 
-from omegaconf import OmegaConf
-
 from bench.common import table
 
 EPISODES, MAX_STEPS = 8, 60
@@ -23,9 +21,13 @@ TINY = dict(
 
 
 def lift_config(cameras: list[str]):
-    cfg = OmegaConf.load("conf/env/lift.yaml")
-    cfg.cameras = cameras
-    return cfg
+    """`env=lift` with these cameras, composed from conf/ as `train.py` would."""
+    import tempfile
+
+    from actlab.config.compose import compose_train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return compose_train(["env=lift", f"env.cameras=[{','.join(cameras)}]"], tmp).env
 
 
 def untrained_policy(features: dict):
