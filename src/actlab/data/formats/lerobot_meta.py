@@ -172,6 +172,14 @@ def stat_array(source: Path, key: str, name: str, value: object) -> np.ndarray:
     return array
 
 
+def data_files(root: Path) -> list[Path]:
+    """The parquet files under data/, in order."""
+    files = sorted((root / "data").rglob("*.parquet"))
+    if not files:
+        raise ActlabError(f"{root}/data holds no parquet files")
+    return files
+
+
 def read_jsonl(path: Path) -> list[dict]:
     if not path.is_file():
         raise ActlabError(f"{path} is missing")
