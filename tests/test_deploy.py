@@ -248,7 +248,7 @@ def test_an_api_key_needs_exactly_one_header_and_repeated_wrong_keys_are_slowed_
     import websockets.sync.client
     from websockets.exceptions import InvalidStatus
 
-    from actlab.deploy.server import KeyRefusals
+    from actlab.deploy.access import KeyRefusals
 
     delays = KeyRefusals(free=3, first=0.25, longest=5.0)
     assert [delays.add("a") for _ in range(10)] == [0, 0, 0, 0.25, 0.5, 1, 2, 4, 5, 5]  # bounded

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from omegaconf import MISSING
@@ -22,6 +21,7 @@ from actlab.config.envs import EnvConfig
 from actlab.config.options import store_option_schemas
 from actlab.config.policy import ACTArchitecture
 from actlab.config.ranges import COUNT, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, SEED, UNIT, between
+from actlab.config.resolvers import optimization_direction, run_dir
 from actlab.errors import ActlabError
 
 
@@ -271,28 +271,6 @@ class DeployConfig(CheckpointRunConfig):
     policy: DeployPolicyConfig = field(default_factory=DeployPolicyConfig)
     robot: Any = None  # the adapter: conf/robot/<name>.yaml, instantiated from its _target_
     control: ControlOptions = field(default_factory=ControlOptions)
-
-
-def run_dir(resume: str | None, fresh: str) -> str:
-    """Resolver behind `hydra.run.dir`: `resume=<run dir>` continues in that directory when it holds a
-    checkpoint; otherwise the run starts in a fresh one (and `train` reports the bad resume path)."""
-    if resume and has_last_checkpoint(Path(resume)):
-        return str(resume)
-    return fresh
-
-
-def has_last_checkpoint(run: Path) -> bool:
-    """`checkpoints/last` is there, or can be recovered (moved aside by a save that a kill interrupted on a
-    system without atomic folder exchange; `actlab.io.remove_stale` renames it back)."""
-    checkpoints = run / "checkpoints"
-    return (checkpoints / "last" / "training_state.pt").is_file() or any(
-        checkpoints.glob(".last.old-*/training_state.pt")
-    )
-
-
-def optimization_direction(metric: str | None) -> str:
-    """Resolver behind the sweeper's direction: success rates and rewards up, losses down."""
-    return "maximize" if metric and str(metric).startswith("eval/") and "length" not in str(metric) else "minimize"
 
 
 def register_configs() -> None:

@@ -18,9 +18,7 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import http
-import ipaddress
 import logging
 import signal
 import threading
@@ -35,6 +33,7 @@ from omegaconf import DictConfig
 
 from actlab.config.entry_points import api_key as read_api_key
 from actlab.config.entry_points import checkpoint_command
+from actlab.deploy.access import KeyRefusals, check_binding, key_matches
 from actlab.deploy.inference import SameThreadExecutor
 from actlab.deploy.protocol import (
     UNSAFE_ACTIONS,
@@ -73,34 +72,6 @@ class PolicySession:
         started = time.perf_counter()
         chunk = self.policy.predict_action_chunk(self.history.observe(batch))[0]
         return chunk.float().cpu().numpy(), 1000 * (time.perf_counter() - started)
-
-
-class KeyRefusals:
-    """Wrong API keys per client address: the first `free` are answered at once, then each answer waits
-    twice as long as the last, up to `longest` seconds (per connection: a guesser is slowed, a client with
-    the right key never waits). Logged at the first refusal and every power of two; at most `addresses`
-    addresses are remembered (the oldest forgotten first)."""
-
-    def __init__(self, free: int = 3, first: float = 0.25, longest: float = 5.0, addresses: int = 4096):
-        self.free, self.first, self.longest, self.addresses = free, first, longest, addresses
-        self.counts: dict[str, int] = {}
-
-    def add(self, address: str) -> float:
-        """Counts a refusal; returns how long its answer waits."""
-        count = self.counts.pop(address, 0) + 1
-        self.counts[address] = count  # most recent last
-        while len(self.counts) > self.addresses:
-            del self.counts[next(iter(self.counts))]
-        delay = 0.0 if count <= self.free else min(self.first * 2 ** (count - self.free - 1), self.longest)
-        if count & (count - 1) == 0:
-            log.warning(
-                f"refused a connection from {address}: missing or wrong API key ({count} in a row"
-                + (f"; answers now wait {delay:g} s)" if delay else ")")
-            )
-        return delay
-
-    def forget(self, address: str) -> None:
-        self.counts.pop(address, None)
 
 
 class PolicyServer:
@@ -152,9 +123,7 @@ class PolicyServer:
         if not self.api_key:
             return None
         address = str(connection.remote_address[0])
-        given = request.headers.get_all("Authorization")
-        expected = f"Api-Key {self.api_key}".encode()
-        if len(given) == 1 and hmac.compare_digest(given[0].encode(), expected):
+        if key_matches(request.headers.get_all("Authorization"), self.api_key):
             self.refusals.forget(address)
             return None
         delay = self.refusals.add(address)
@@ -259,19 +228,6 @@ class PolicyServer:
             loop.close()
         if errors:
             raise errors[0]
-
-
-def check_binding(host: str, api_key: str | None) -> None:
-    """Warns when the policy would be reachable from other machines without a key."""
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost"
-    if not loopback and not api_key:
-        log.warning(
-            f"serve.host={host} exposes the policy to other machines without an API key; set serve.api_key "
-            "(or $ACTLAB_API_KEY) so only clients that know it can connect"
-        )
 
 
 def serve(cfg: DictConfig) -> None:

@@ -1,0 +1,28 @@
+"""The OmegaConf resolvers that conf/ uses: `${actlab.run_dir:...}` (where a run or a resumed run writes)
+and `${actlab.direction:...}` (which way a sweeper optimises the metric)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def run_dir(resume: str | None, fresh: str) -> str:
+    """Resolver behind `hydra.run.dir`: `resume=<run dir>` continues in that directory when it holds a
+    checkpoint; otherwise the run starts in a fresh one (and `train` reports the bad resume path)."""
+    if resume and has_last_checkpoint(Path(resume)):
+        return str(resume)
+    return fresh
+
+
+def has_last_checkpoint(run: Path) -> bool:
+    """`checkpoints/last` is there, or can be recovered (moved aside by a save that a kill interrupted on a
+    system without atomic folder exchange; `actlab.io.remove_stale` renames it back)."""
+    checkpoints = run / "checkpoints"
+    return (checkpoints / "last" / "training_state.pt").is_file() or any(
+        checkpoints.glob(".last.old-*/training_state.pt")
+    )
+
+
+def optimization_direction(metric: str | None) -> str:
+    """Resolver behind the sweeper's direction: success rates and rewards up, losses down."""
+    return "maximize" if metric and str(metric).startswith("eval/") and "length" not in str(metric) else "minimize"
