@@ -350,7 +350,7 @@ class _Commented:
 
 
 def test_field_comments_come_from_the_schema_source() -> None:
-    from actlab.config.reference_sources import class_comments
+    from actlab.config.schema_comments import class_comments
 
     assert class_comments(_Commented) == {
         "trailing": "on the line",
