@@ -31,12 +31,13 @@ endif
 train: install
 	$(PY) train.py experiment=quickstart $(ARGS)
 
+## One worker per core, each taking whole test files (their module fixtures are built once).
 test: install
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n auto --dist loadfile $(ARGS)
 
 ## The suite without the simulator and multi-process tests.
 test-fast: install
-	$(PY) -m pytest -m "not slow" $(ARGS)
+	$(PY) -m pytest -n auto --dist loadfile -m "not slow" $(ARGS)
 
 bench: install
 	$(PY) -m bench $(ARGS)
