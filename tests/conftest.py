@@ -133,3 +133,30 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.Comple
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(autouse=True)
+def process_state_is_restored(request):
+    """What a test changes in this process and its children would inherit (environment variables, ignored or
+    blocked signals, the working directory) is put back after it, and reported: under pytest-xdist a
+    worker runs many test files in turn, so a leak would reach commands started by unrelated tests."""
+    import signal
+
+    env, cwd = dict(os.environ), os.getcwd()
+    signals = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    yield
+    changed = sorted(k for k in {*env, *os.environ} - {"PYTEST_CURRENT_TEST"} if env.get(k) != os.environ.get(k))
+    changed += [f"signal {s.name}" for s, handler in signals.items() if signal.getsignal(s) != handler]
+    changed += ["blocked signals"] if signal.pthread_sigmask(signal.SIG_BLOCK, []) != mask else []
+    changed += ["working directory"] if os.getcwd() != cwd else []
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    for s, handler in signals.items():
+        if handler is not None:
+            signal.signal(s, handler)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    if changed and os.environ.get("ACTLAB_TEST_LEAKS"):
+        with open(os.environ["ACTLAB_TEST_LEAKS"], "a") as f:
+            f.write(f"{request.node.nodeid}: {', '.join(changed)}\n")

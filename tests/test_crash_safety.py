@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import actlab.io as actlab_io
-from actlab.config.schema import has_last_checkpoint
+from actlab.config.resolvers import has_last_checkpoint
 from actlab.io import atomic_dir, remove_stale
 
 

@@ -51,7 +51,10 @@ def test_usr2_saves_last_requeues_and_the_requeued_job_resumes(tmp_path):
                 jobs[0].send_signal(signal.SIGUSR2)
                 signalled = jobs[0].pid
         time.sleep(0.2)
-    assert signalled is not None, "training never started"
+    if signalled is None:
+        launcher.kill()
+        logs = "".join(p.read_text(errors="replace") for p in sorted(sweep.glob(".submitit/*/*_log.*")))
+        pytest.fail(f"training never reached step 2:\n{launcher.communicate()[0][-3000:]}\n{logs[-3000:]}")
     output = launcher.communicate(timeout=600)[0]
     logs = "".join(p.read_text(errors="replace") for p in sorted(sweep.glob(".submitit/*/*_log.*")))
     assert launcher.returncode == 0, output[-3000:] + logs[-3000:]

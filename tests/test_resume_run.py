@@ -124,7 +124,7 @@ def test_resume_alone_continues_to_the_uninterrupted_weights(tmp_path):
             break
     output.append(process.communicate(timeout=600)[0])
     assert process.returncode == 130, "".join(output)[-3000:]
-    assert (run / "checkpoints" / "last").is_dir()
+    assert (run / "checkpoints" / "last").is_dir(), "".join(output)[-3000:]
     saved = (run / ".hydra" / "overrides.yaml").read_text()
 
     refused = train(

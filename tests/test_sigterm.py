@@ -50,7 +50,7 @@ def test_sigterm_saves_last_says_how_to_resume_and_exits_130(tmp_path):
     output.append(process.communicate(timeout=600)[0])
     text = "".join(output)
     assert process.returncode == 130, text[-3000:]
-    assert (run_dir / "checkpoints" / "last").is_dir() and not list((run_dir / "checkpoints").glob("step_*"))
+    assert (run_dir / "checkpoints" / "last").is_dir() and not list((run_dir / "checkpoints").glob("step_*")), text
     assert "SIGTERM: saved checkpoints/last/ at step" in text and f"continue with resume={run_dir}" in text
     assert "Traceback" not in text
     stopped = int(text.split("SIGTERM: saved checkpoints/last/ at step ")[1].split(";")[0])
@@ -93,4 +93,4 @@ def test_sigterm_before_training_exits_130_and_leaves_no_run_directory(tmp_path)
     text = process.communicate(timeout=600)[0]
     assert process.returncode == 130, text[-3000:]
     assert "interrupted" in text and "Traceback" not in text
-    assert not run_dir.exists()
+    assert not run_dir.exists(), text
