@@ -7,6 +7,7 @@ DDP processes rejoin their parent's job first (actlab.training.ddp).
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import hydra
@@ -14,6 +15,7 @@ from omegaconf import DictConfig
 
 from actlab.config.command import hydra_command
 from actlab.config.compose import CONFIG_DIR, check_config
+from actlab.config.resolvers import check_resumable
 from actlab.config.resume_overrides import resume_overrides
 from actlab.config.schema import register_configs
 from actlab.entry import report_error, run_task
@@ -21,6 +23,7 @@ from actlab.errors import ActlabError
 from actlab.training.ddp import rejoin_ddp_job
 
 register_configs()
+log = logging.getLogger("actlab")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
@@ -29,12 +32,20 @@ def hydra_main(cfg: DictConfig) -> float | None:
 
 
 def checked_train(cfg: DictConfig) -> float | None:
-    """The config is checked before the training stack (torch, Lightning, LeRobot) is imported: a config error
-    answers in seconds."""
+    """The config is checked and the dataset read (its demonstrations collected first, where the preset
+    collects them) before the training stack (torch, Lightning) is imported: a config or data error answers
+    in seconds, not after the import."""
     check_config(cfg)
+    check_resumable(cfg.resume)
+    from actlab.data.formats import load_store
+    from actlab.sim.collect import dataset_config
+
+    data = dataset_config(cfg)
+    log.info(f"Reading the dataset {data.root or getattr(data, 'repo_id', None)}")
+    store = load_store(data, cfg.paths.cache_dir)
     from actlab.training.train import objective, train
 
-    return objective(cfg, train(cfg))
+    return objective(cfg, train(cfg, store))
 
 
 def main() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from actlab.errors import ActlabError
+
 
 def run_dir(resume: str | None, fresh: str) -> str:
     """Resolver behind `hydra.run.dir`: `resume=<run dir>` continues in that directory when it holds a
@@ -26,3 +28,10 @@ def has_last_checkpoint(run: Path) -> bool:
 def optimization_direction(metric: str | None) -> str:
     """Resolver behind the sweeper's direction: success rates and rewards up, losses down."""
     return "maximize" if metric and str(metric).startswith("eval/") and "length" not in str(metric) else "minimize"
+
+
+def check_resumable(resume: str | None) -> None:
+    """`resume=<run dir>` names a run with a checkpoint to continue from, or one line saying it does not."""
+    if resume and not has_last_checkpoint(Path(resume)):
+        last = Path(resume) / "checkpoints" / "last"
+        raise ActlabError(f"resume={resume}: no checkpoint at {last}; expected a run directory with checkpoints/last")

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from actlab.config.options import SHAPES_WEIGHTS, keys_with
 from actlab.config.policy import ARCHITECTURE_KEYS, WEIGHT_KEYS, ACTPolicyConfig
+from actlab.config.resolvers import check_resumable
 from actlab.errors import ActlabError
 from actlab.features import PolicyFeature
 from actlab.policy import ACTPolicy
@@ -27,11 +28,8 @@ def resume_checkpoint(cfg: DictConfig) -> Path | None:
     settings and same data (a resumed run replays the batches the original would have seen)."""
     if not cfg.resume:
         return None
+    check_resumable(cfg.resume)
     last = Path(cfg.resume) / "checkpoints" / "last"
-    if not (last / "training_state.pt").is_file():
-        raise ActlabError(
-            f"resume={cfg.resume}: no checkpoint at {last}; expected a run directory with checkpoints/last"
-        )
     saved = load_run_config(last)
     current = OmegaConf.to_container(cfg, resolve=True)
     changes = []

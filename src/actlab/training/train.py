@@ -108,9 +108,10 @@ def describe(cfg: DictConfig, dm: ACTDataModule, policy: ACTPolicy, trainer: L.T
         log.info(line)
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
+def train(cfg: DictConfig, store: EpisodeStore | None = None) -> dict[str, float]:
     """Trains and returns the final metrics. Bad input raises ActlabError before anything is written; the
-    simulator and the loggers are closed however the run ends (Ctrl-C included)."""
+    simulator and the loggers are closed however the run ends (Ctrl-C included). `store`: the dataset,
+    when the caller has read it already (the command line does, before importing this module)."""
     m = cfg.model
     check_config(cfg)
     check_hardware(cfg.trainer)
@@ -121,7 +122,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info(f"Requeued job: resuming from {resume}")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    dm = ACTDataModule(dataset_config(cfg), cfg.paths.cache_dir, m.chunk_size, cfg.seed, m.n_obs_steps)
+    dm = ACTDataModule(dataset_config(cfg), cfg.paths.cache_dir, m.chunk_size, cfg.seed, m.n_obs_steps, store)
     store = dm.prepare()
     policy_config = build_policy_config(cfg, store)
     if resume is not None:
