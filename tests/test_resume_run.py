@@ -89,7 +89,7 @@ ARGS = [
     "model.n_heads=2",
     "env=none",
     "dataset.batch_size=4",
-    "trainer.max_steps=8",
+    "trainer.max_steps=60",  # steps to spare: the run must not end before a signal sent at step 2 lands
     "checkpoint.save_freq=1000",
     "trainer.log_every_n_steps=2",
     "trainer.val_check_interval=1000",
@@ -119,7 +119,7 @@ def test_resume_alone_continues_to_the_uninterrupted_weights(tmp_path):
     output = []
     for line in process.stdout:
         output.append(line)
-        if "Step 2/8" in line:
+        if "Step 2/60" in line:
             process.send_signal(signal.SIGTERM)
             break
     output.append(process.communicate(timeout=600)[0])
@@ -140,7 +140,7 @@ def test_resume_alone_continues_to_the_uninterrupted_weights(tmp_path):
     resumed = train(f"resume={run}", cwd=tmp_path)
     text = resumed.communicate(timeout=900)[0]
     assert resumed.returncode == 0, text[-3000:]
-    assert "Step 8/8" in text and "Step 2/8 " not in text
+    assert "Step 60/60" in text and "Step 2/60 " not in text
     a = load_file(tmp_path / "whole" / "checkpoints" / "final" / "model.safetensors")
     b = load_file(run / "checkpoints" / "final" / "model.safetensors")
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
