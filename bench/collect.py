@@ -4,7 +4,7 @@ cameras (the image quickstart's), stored as PNG frames and as LeRobot's AV1 vide
 and uses one core per simulator; the collecting process writes every episode. The datasets are checked to
 be the same for every count. Times include building the simulators and the dataset's start-up.
 
-    python -m bench collect     # about 3 minutes on 2 cores
+    python -m bench collect     # about 3 minutes on 2 AVX2 cores
 """
 
 from __future__ import annotations

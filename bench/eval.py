@@ -4,7 +4,7 @@ state-only and with two 96x96 cameras (rendering dominates). Every episode runs 
 untrained policy never succeeds), so each setting does the same work. Worker start-up (a fresh
 interpreter importing robosuite) is timed apart.
 
-    python -m bench eval        # about 3 minutes on 2 cores
+    python -m bench eval        # about 5 minutes on 2 AVX2 cores
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Start-up: seconds from launching a command to its answer, each in a fresh process, for `--help`, a config
-error (a misspelt key) and `actlab-serve` on a port already in use (with a tiny policy folder). Wall time
-depends on the machine's load and its file cache; the CPU time (user + system) of the process much less, so
-both are printed. Each console script runs as its entry point in pyproject.toml names it.
+error (a misspelt key), a data error (train.py on a folder that is not a dataset) and `actlab-serve` on a
+port already in use (with a tiny policy folder). Wall time depends on the machine's load and its file
+cache; the CPU time (user + system) of the process much less, so both are printed. Each console script
+runs as its entry point in pyproject.toml names it.
 
     python -m bench startup                                  # about a minute once start-up is light
     STARTUP_REPEATS=3 python -m bench startup                 # the best of 3 runs per row (default 2)
@@ -35,9 +36,11 @@ def script(repo: Path, name: str) -> list[str]:
     return [sys.executable, "-c", code]
 
 
-def commands(checkpoint: Path, busy_port: int) -> list[tuple[str, str, list[str]]]:
-    """(command, case, arguments): every case ends before the command's task would start."""
+def commands(checkpoint: Path, busy_port: int, empty: Path) -> list[tuple[str, str, list[str]]]:
+    """(command, case, arguments): every case ends before the command's task would start. `empty`: a folder
+    that is not a dataset (no meta/info.json), for a data error."""
     rows = [("train.py", "--help", ["--help"]), ("train.py", "config error", ["trainer.max_step=3"])]
+    rows.append(("train.py", "data error", ["model=tiny", "encoder.pretrained=null", f"dataset.root={empty}"]))
     misspelt = {"actlab-eval": "eval.videoz=1", "actlab-serve": "serve.prot=9000", "actlab-deploy": "control.hz=5"}
     for name, typo in misspelt.items():
         rows.append((name, "--help", ["--help"]))
@@ -92,8 +95,9 @@ def main() -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         checkpoint = tiny_policy(Path(tmp) / "policy")
+        (Path(tmp) / "not_a_dataset").mkdir()
         rows, answers = [], []
-        for command, case, args in commands(checkpoint, busy.getsockname()[1]):
+        for command, case, args in commands(checkpoint, busy.getsockname()[1], Path(tmp) / "not_a_dataset"):
             runs = {repo: [] for repo in repos}
             for _ in range(repeats):
                 for repo in repos:  # interleaved: both checkouts see the same load
