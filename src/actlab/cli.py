@@ -45,7 +45,7 @@ def checked_train(cfg: DictConfig) -> float | None:
     store = load_store(data, cfg.paths.cache_dir)
     from actlab.training.train import objective, train
 
-    return objective(cfg, train(cfg, store))
+    return objective(cfg, train(cfg, data, store))
 
 
 def main() -> None:

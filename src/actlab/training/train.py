@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from actlab.config.compose import check_config, check_hardware
 from actlab.config.policy import ARCHITECTURE_KEYS
+from actlab.config.schema import DatasetConfig
 from actlab.data.datamodule import ACTDataModule
 from actlab.data.store import EpisodeStore
 from actlab.entry import lightning_sigterm
@@ -108,10 +109,11 @@ def describe(cfg: DictConfig, dm: ACTDataModule, policy: ACTPolicy, trainer: L.T
         log.info(line)
 
 
-def train(cfg: DictConfig, store: EpisodeStore | None = None) -> dict[str, float]:
+def train(cfg: DictConfig, data: DatasetConfig | None = None, store: EpisodeStore | None = None) -> dict[str, float]:
     """Trains and returns the final metrics. Bad input raises ActlabError before anything is written; the
-    simulator and the loggers are closed however the run ends (Ctrl-C included). `store`: the dataset,
-    when the caller has read it already (the command line does, before importing this module)."""
+    simulator and the loggers are closed however the run ends (Ctrl-C included). `data` and `store`: the
+    dataset's settings (`dataset_config(cfg)`) and its contents, when the caller has read them already (the
+    command line does, before importing this module)."""
     m = cfg.model
     check_config(cfg)
     check_hardware(cfg.trainer)
@@ -122,7 +124,8 @@ def train(cfg: DictConfig, store: EpisodeStore | None = None) -> dict[str, float
         log.info(f"Requeued job: resuming from {resume}")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    dm = ACTDataModule(dataset_config(cfg), cfg.paths.cache_dir, m.chunk_size, cfg.seed, m.n_obs_steps, store)
+    data = data or dataset_config(cfg)
+    dm = ACTDataModule(data, cfg.paths.cache_dir, m.chunk_size, cfg.seed, m.n_obs_steps, store)
     store = dm.prepare()
     policy_config = build_policy_config(cfg, store)
     if resume is not None:
