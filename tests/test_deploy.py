@@ -511,7 +511,7 @@ def lift_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_the_loop_at_20_hz_in_lift_plays_actlab_evals_episodes_in_process_and_through_the_server(
+def test_the_loop_at_10_hz_in_lift_plays_actlab_evals_episodes_in_process_and_through_the_server(
     tmp_path, lift_checkpoint
 ):
     from actlab.config.compose import compose_eval
@@ -522,12 +522,12 @@ def test_the_loop_at_20_hz_in_lift_plays_actlab_evals_episodes_in_process_and_th
     evaluate(compose_eval([*common, "env.final_eval_episodes=3", "eval.videos=0"], tmp_path / "eval"))
     expected = [json.loads(line) for line in (tmp_path / "eval" / "eval" / "episodes.jsonl").read_text().splitlines()]
 
-    local = deploy(compose_eval([*common, "control.frequency=20", "control.episodes=3", "control.clip=false"],
+    local = deploy(compose_eval([*common, "control.frequency=10", "control.episodes=3", "control.clip=false"],
                                 tmp_path / "local", "deploy"))  # fmt: skip
     policy = ACTPolicy.from_pretrained(lift_checkpoint)
     server = ServerThread(policy)
     try:
-        remote = deploy(compose_eval([*common, "control.frequency=20", "control.episodes=3", "control.clip=false",
+        remote = deploy(compose_eval([*common, "control.frequency=10", "control.episodes=3", "control.clip=false",
                                       f"policy.server={server.url}"], tmp_path / "remote", "deploy"))  # fmt: skip
     finally:
         server.close()
@@ -536,5 +536,8 @@ def test_the_loop_at_20_hz_in_lift_plays_actlab_evals_episodes_in_process_and_th
         assert [(e["seed"], e["success"], e["length"]) for e in played] == [
             (e["seed"], e["success"], e["length"]) for e in expected
         ], run
+        # Every tick had its action in time (a late one is held, and the episode differs from actlab-eval's):
+        # 10 Hz leaves each tick 80 ms for its chunk, however loaded the machine (`make test` runs a file per core).
+        assert stats["underruns"] == 0 and stats["missed_deadlines"] <= 2, (run, stats)
+        assert stats["achieved_hz"] == pytest.approx(10, rel=0.05), (run, stats)
         np.testing.assert_allclose([e["reward"] for e in played], [e["reward"] for e in expected], rtol=1e-6)
-        assert stats["achieved_hz"] == pytest.approx(20, rel=0.05) and stats["missed_deadlines"] <= 2, stats
