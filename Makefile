@@ -31,11 +31,12 @@ endif
 train: install
 	$(PY) train.py experiment=quickstart $(ARGS)
 
-## One worker per core, each taking whole test files (their module fixtures are built once).
+## The whole suite, one test at a time: the signal and real-time tests need the cores to themselves
+## (`make test-fast` runs on every core).
 test: install
-	$(PY) -m pytest -n auto --dist loadfile $(ARGS)
+	$(PY) -m pytest $(ARGS)
 
-## The suite without the simulator and multi-process tests.
+## The suite without the simulator and multi-process tests, a test file per core (pytest-xdist).
 test-fast: install
 	$(PY) -m pytest -n auto --dist loadfile -m "not slow" $(ARGS)
 
