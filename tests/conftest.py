@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-# Under pytest-xdist (`make test`) the workers share the cores: each worker, and the commands it starts,
-# gets its share of threads instead of every PyTorch thread pool spinning on all of them. Set before the
-# first import of torch, which reads it once.
+# Under pytest-xdist (`make test-fast`, or `pytest -n`) the workers share the cores: each worker, and the
+# commands it starts, gets its share of threads instead of every PyTorch thread pool spinning on all of them.
+# Set before the first import of torch, which reads it once.
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
     os.environ.setdefault("OMP_NUM_THREADS", str(_share))

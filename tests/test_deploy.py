@@ -537,7 +537,7 @@ def test_the_loop_at_10_hz_in_lift_plays_actlab_evals_episodes_in_process_and_th
             (e["seed"], e["success"], e["length"]) for e in expected
         ], run
         # Every tick had its action in time (a late one is held, and the episode differs from actlab-eval's):
-        # 10 Hz leaves each tick 80 ms for its chunk, however loaded the machine (`make test` runs a file per core).
+        # 10 Hz leaves each tick 80 ms for its chunk, however loaded the machine (e.g. tests run with pytest -n).
         assert stats["underruns"] == 0 and stats["missed_deadlines"] <= 2, (run, stats)
         assert stats["achieved_hz"] == pytest.approx(10, rel=0.05), (run, stats)
         np.testing.assert_allclose([e["reward"] for e in played], [e["reward"] for e in expected], rtol=1e-6)

@@ -467,8 +467,8 @@ def test_a_stopped_server_sigstop_is_caught_by_the_watchdog_within_max_latency_a
     assert one_error_line(deployer).startswith("error: watchdog: no fresh action for 0.5")
     assert stats["watchdog_ticks"] == 1
     # The watchdog fires at the first tick that finds no fresh action for max_latency. A tick's start is
-    # logged before it reads the robot and waits for its chunk, which on a loaded machine (`make test` runs
-    # a test file per core) can take up to another 0.1 s: the watchdog's check comes that much later than
+    # logged before it reads the robot and waits for its chunk, which on a loaded machine (tests run with
+    # pytest -n) can take up to another 0.1 s: the watchdog's check comes that much later than
     # the logged start. The last reply may still come in at the tick after the SIGSTOP.
     assert MAX_LATENCY - 1 / HZ - 0.1 < stopping_tick - last_fresh <= MAX_LATENCY + 1 / HZ + 0.05
     assert MAX_LATENCY - 1 / HZ - 0.1 < stopping_tick - stopped_at <= MAX_LATENCY + 2 / HZ + 0.1
