@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from bench.common import write_image_dataset
-from tests.test_sigterm import ARGS, REPO
+from tests.test_sigterm import ARGS, REPO, WAIT
 
 
 def job_processes(parent: psutil.Process) -> list[psutil.Process]:
@@ -35,10 +35,12 @@ def test_usr2_saves_last_requeues_and_the_requeued_job_resumes(tmp_path):
     data = write_image_dataset(tmp_path / "data", cameras=(), episodes=4, frames=30)
     sweep = tmp_path / "multirun"
     args = [a for a in ARGS if not a.startswith("trainer.max_steps")] + ["trainer.max_steps=200"]
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "HF_HUB_OFFLINE": "1"}
+    # the job (run by submitit, not by train.py) imports tests.terminate from the checkout
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "HF_HUB_OFFLINE": "1", "PYTHONPATH": path}
     launcher = subprocess.Popen(
         [sys.executable, str(REPO / "train.py"), "-m", "hydra/launcher=submitit_local", f"hydra.sweep.dir={sweep}",
-         f"dataset.root={data}", *args],
+         f"dataset.root={data}", *args, *WAIT],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 600

@@ -5,7 +5,6 @@ and every other difference is listed in one line."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from safetensors.torch import load_file
 from actlab.config.resume_overrides import resume_overrides
 from actlab.errors import ActlabError
 from bench.common import write_image_dataset
+from tests.terminate import signal_at_line
 
 REPO = Path(__file__).resolve().parents[1]
 SAVED = ["model=tiny", "model.chunk_size=5", "dataset.root=/data/x", "env=none", "+callbacks.a._target_=x.Y"]
@@ -89,7 +89,7 @@ ARGS = [
     "model.n_heads=2",
     "env=none",
     "dataset.batch_size=4",
-    "trainer.max_steps=60",  # steps to spare: the run must not end before a signal sent at step 2 lands
+    "trainer.max_steps=60",
     "checkpoint.save_freq=1000",
     "trainer.log_every_n_steps=2",
     "trainer.val_check_interval=1000",
@@ -115,16 +115,12 @@ def test_resume_alone_continues_to_the_uninterrupted_weights(tmp_path):
     assert whole.returncode == 0, text[-3000:]
 
     run = tmp_path / "interrupted"
-    process = train(*args, f"hydra.run.dir={run}", cwd=tmp_path)
-    output = []
-    for line in process.stdout:
-        output.append(line)
-        if "Step 2/60" in line:
-            process.send_signal(signal.SIGTERM)
-            break
-    output.append(process.communicate(timeout=600)[0])
-    assert process.returncode == 130, "".join(output)[-3000:]
-    assert (run / "checkpoints" / "last").is_dir(), "".join(output)[-3000:]
+    # the run waits at step 2 for the signal (a saved override: the resumed run starts after step 2)
+    wait = ["+callbacks.wait._target_=tests.terminate.WaitForSignalAt", "+callbacks.wait.step=2"]
+    process = train(*args, *wait, f"hydra.run.dir={run}", cwd=tmp_path)
+    text = signal_at_line(process, "Step 2/60")
+    assert process.returncode == 130, text[-3000:]
+    assert (run / "checkpoints" / "last").is_dir(), text[-3000:]
     saved = (run / ".hydra" / "overrides.yaml").read_text()
 
     refused = train(

@@ -5,7 +5,6 @@ Ctrl-C, and `resume=<run dir>` continues from that step."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,25 +12,28 @@ from pathlib import Path
 import pytest
 
 from bench.common import write_image_dataset
+from tests.terminate import signal_at_line
 
 REPO = Path(__file__).resolve().parents[1]
 ARGS = [
     "model=tiny",
     "env=none",
     "dataset.batch_size=8",
-    "trainer.max_steps=60",  # steps to spare: the run must not end before a signal sent at step 2 lands
+    "trainer.max_steps=60",
     "checkpoint.save_freq=1000",  # no checkpoint before the SIGTERM
     "trainer.log_every_n_steps=2",
     "trainer.val_check_interval=1000",
     "trainer.enable_progress_bar=false",
     "logger=csv",
 ]
+# The run waits at the end of step 2 until the signal has arrived (a resumed run starts after it).
+WAIT = ["+callbacks.wait._target_=tests.terminate.WaitForSignalAt", "+callbacks.wait.step=2"]
 
 
 def train(data: Path, where: str, cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "HF_HUB_OFFLINE": "1"}
     return subprocess.Popen(
-        [sys.executable, str(REPO / "train.py"), f"dataset.root={data}", *ARGS, where],
+        [sys.executable, str(REPO / "train.py"), f"dataset.root={data}", *ARGS, *WAIT, where],
         cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
 
@@ -41,14 +43,7 @@ def test_sigterm_saves_last_says_how_to_resume_and_exits_130(tmp_path):
     data = write_image_dataset(tmp_path / "data", cameras=(), episodes=4, frames=30)
     run_dir = tmp_path / "run"
     process = train(data, f"hydra.run.dir={run_dir}", tmp_path)
-    output = []
-    for line in process.stdout:
-        output.append(line)
-        if "Step 2/60" in line:  # training has taken its first steps
-            process.send_signal(signal.SIGTERM)
-            break
-    output.append(process.communicate(timeout=600)[0])
-    text = "".join(output)
+    text = signal_at_line(process, "Step 2/60")  # training has taken its first steps
     assert process.returncode == 130, text[-3000:]
     assert (run_dir / "checkpoints" / "last").is_dir() and not list((run_dir / "checkpoints").glob("step_*")), text
     assert "SIGTERM: saved checkpoints/last/ at step" in text and f"continue with resume={run_dir}" in text
@@ -86,11 +81,7 @@ def test_sigterm_before_training_exits_130_and_leaves_no_run_directory(tmp_path)
     data = write_image_dataset(tmp_path / "data", cameras=(), episodes=4, frames=30)
     run_dir = tmp_path / "run"
     process = train(data, f"hydra.run.dir={run_dir}", tmp_path)
-    for line in process.stdout:
-        if "Reading the dataset" in line:  # start-up: the training stack is not even imported yet
-            process.send_signal(signal.SIGTERM)
-            break
-    text = process.communicate(timeout=600)[0]
+    text = signal_at_line(process, "Reading the dataset")  # start-up: the training stack is not imported yet
     assert process.returncode == 130, text[-3000:]
     assert "interrupted" in text and "Traceback" not in text
     assert not run_dir.exists(), text
