@@ -31,14 +31,15 @@ endif
 train: install
 	$(PY) train.py experiment=quickstart $(ARGS)
 
-## The whole suite, one test at a time: the signal and real-time tests need the cores to themselves
-## (`make test-fast` runs on every core).
+## The whole suite, a test file per core (pytest-xdist), the longest files first (tests/conftest.py).
+## `make test ARGS="-n 0"` runs one test at a time.
+XDIST = -n auto --dist loadfile --no-loadscope-reorder
 test: install
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest $(XDIST) $(ARGS)
 
-## The suite without the simulator and multi-process tests, a test file per core (pytest-xdist).
+## The suite without the simulator and multi-process tests.
 test-fast: install
-	$(PY) -m pytest -n auto --dist loadfile -m "not slow" $(ARGS)
+	$(PY) -m pytest $(XDIST) -m "not slow" $(ARGS)
 
 bench: install
 	$(PY) -m bench $(ARGS)
