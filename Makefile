@@ -50,6 +50,7 @@ bench-kill: install
 
 lint: install
 	$(PY) -m ruff check src tests bench train.py
+	$(PY) -m ruff format --check src tests bench train.py
 
 ## The documentation site (MkDocs + Material, docs/ and mkdocs.yml) into site/; a warning fails the build.
 ## The configuration reference page is generated from the config schemas on every build (docs/hooks.py).

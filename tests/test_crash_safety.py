@@ -104,7 +104,7 @@ def test_stale_entries_of_dead_processes_are_removed_and_those_of_live_ones_kept
 def test_a_run_killed_at_random_moments_resumes_to_the_uninterrupted_weights(tmp_path):
     from bench.kill_resume import kill_and_resume
 
-    report = kill_and_resume(tmp_path, kills=4, max_steps=400, save_freq=5, seed=1)
+    report = kill_and_resume(tmp_path, kills=4, max_steps=200, save_freq=5, seed=1)
     assert report.kills == 4
     assert report.unreadable == [] and report.resume_failures == [] and report.leftovers_not_cleaned == []
     assert report.last_missing == 0 and report.checks > 0

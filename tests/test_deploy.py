@@ -257,6 +257,7 @@ def test_an_api_key_needs_exactly_one_header_and_repeated_wrong_keys_are_slowed_
     server = ServerThread(small_policy(), api_key="s3cret")
     server.server.refusals = KeyRefusals(free=1, first=0.4)
     try:
+
         def status(headers) -> tuple[int, float]:
             started = time.perf_counter()
             with pytest.raises(InvalidStatus) as refused:

@@ -260,5 +260,6 @@ def push_if_asked(out: Path, repo_id: str | None) -> None:
     if repo_id:
         print(f"pushed to {push_to_hub(out, repo_id)}")
 
+
 if __name__ == "__main__":
     main()

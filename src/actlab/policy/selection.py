@@ -152,10 +152,10 @@ class TemporalEnsembler:
 class ActionSelector:
     """One stream's observation history and action queue.
 
-        selector.observe(obs)        -> the network's input (with n_obs_steps > 1: the recent history)
-        selector.needs_chunk         -> whether a new chunk must be predicted before the next action
-        selector.add_chunk(chunk)    -> takes a (B, chunk_size, A) prediction
-        selector.pop()               -> the (B, A) action to execute now
+    selector.observe(obs)        -> the network's input (with n_obs_steps > 1: the recent history)
+    selector.needs_chunk         -> whether a new chunk must be predicted before the next action
+    selector.add_chunk(chunk)    -> takes a (B, chunk_size, A) prediction
+    selector.pop()               -> the (B, A) action to execute now
     """
 
     def __init__(self, config, input_keys: list[str]):
