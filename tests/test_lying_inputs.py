@@ -27,11 +27,11 @@ import numpy as np
 import pytest
 
 from actlab.config.checkpoint import register_checkpoint
+from actlab.config.checkpoint_files import load_run_config
 from actlab.config.datasets import LeRobotDatasetConfig, NpyDatasetConfig
 from actlab.data.formats.lerobot import load_lerobot
 from actlab.data.formats.npy import load_npy
 from actlab.errors import ActlabError
-from actlab.training.checkpoint_io import load_run_config
 from tests.conftest import FAST, REPO, compose_train, write_lerobot_dataset
 from tests.formats import bimanual_frames, write_npy
 

@@ -40,13 +40,16 @@ def test_usr2_saves_last_requeues_and_the_requeued_job_resumes(tmp_path):
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "HF_HUB_OFFLINE": "1", "PYTHONPATH": path}
     launcher = subprocess.Popen(
         [sys.executable, str(REPO / "train.py"), "-m", "hydra/launcher=submitit_local", f"hydra.sweep.dir={sweep}",
+         # one log folder, as in test_scale: with `.submitit/%j` submitit's local controller can open its log
+         # before the submitting process has created the job's folder (seen under load)
+         "hydra.launcher.submitit_folder=${hydra.sweep.dir}/.submitit",
          f"dataset.root={data}", *args, *WAIT],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 600
     signalled = None
     while signalled is None and time.monotonic() < deadline and launcher.poll() is None:
-        for log in sweep.glob(".submitit/*/*_log.out"):
+        for log in sweep.glob(".submitit/*_log.out"):
             if re.search(r"Step \d+/200", log.read_text(errors="replace")):
                 jobs = job_processes(psutil.Process(launcher.pid))
                 assert jobs, "no submitit job process found"
@@ -55,10 +58,10 @@ def test_usr2_saves_last_requeues_and_the_requeued_job_resumes(tmp_path):
         time.sleep(0.2)
     if signalled is None:
         launcher.kill()
-        logs = "".join(p.read_text(errors="replace") for p in sorted(sweep.glob(".submitit/*/*_log.*")))
+        logs = "".join(p.read_text(errors="replace") for p in sorted(sweep.glob(".submitit/*_log.*")))
         pytest.fail(f"training never reached step 2:\n{launcher.communicate()[0][-3000:]}\n{logs[-3000:]}")
     output = launcher.communicate(timeout=600)[0]
-    logs = "".join(p.read_text(errors="replace") for p in sorted(sweep.glob(".submitit/*/*_log.*")))
+    logs = "".join(p.read_text(errors="replace") for p in sorted(sweep.glob(".submitit/*_log.*")))
     assert launcher.returncode == 0, output[-3000:] + logs[-3000:]
 
     run_dir = sweep / "0"

@@ -20,6 +20,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+from actlab.config.checkpoint_files import not_a_file
 from actlab.config.datasets import LeRobotDatasetConfig, saved_dataset_config
 from actlab.config.encoders import ResNet18EncoderConfig
 from actlab.config.envs import NoEnvConfig, env_config
@@ -68,17 +69,6 @@ def check_regular_file(config: Path) -> None:
     """config.json, when something stands there, is a regular file: a named pipe would block its read."""
     if (config.exists() or config.is_symlink()) and not config.is_file():
         raise ActlabError(f"{config}: {not_a_file(config)}; expected a policy config (JSON)")
-
-
-def not_a_file(path: Path) -> str:
-    """What stands at `path` instead of a regular file."""
-    if path.is_fifo():
-        return "a named pipe, not a regular file"
-    if path.is_dir():
-        return "a directory, not a regular file"
-    if not path.exists():
-        return "a broken symbolic link" if path.is_symlink() else "missing"
-    return "not a regular file"
 
 
 def empty_run() -> dict[str, Any]:

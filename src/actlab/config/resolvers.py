@@ -1,11 +1,12 @@
 """The OmegaConf resolvers that conf/ uses: `${actlab.run_dir:...}` (where a run or a resumed run writes)
 and `${actlab.direction:...}` (which way a sweeper optimises the metric); and the check, before anything
-heavy is imported, that `resume=` names a run with a checkpoint."""
+heavy is imported, that `resume=` names a run with a readable checkpoint."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from actlab.config.checkpoint_files import check_checkpoint_files
 from actlab.errors import ActlabError
 
 
@@ -32,7 +33,13 @@ def optimization_direction(metric: str | None) -> str:
 
 
 def check_resumable(resume: str | None) -> None:
-    """`resume=<run dir>` names a run with a checkpoint to continue from, or one line saying it does not."""
-    if resume and not has_last_checkpoint(Path(resume)):
-        last = Path(resume) / "checkpoints" / "last"
+    """`resume=<run dir>` names a run with a checkpoint to continue from, whose settings and policy files can
+    be read, or one line saying what is wrong. (A `last/` that a kill left moved aside is checked once
+    training has put it back.)"""
+    if not resume:
+        return
+    last = Path(resume) / "checkpoints" / "last"
+    if not has_last_checkpoint(Path(resume)):
         raise ActlabError(f"resume={resume}: no checkpoint at {last}; expected a run directory with checkpoints/last")
+    if last.is_dir():
+        check_checkpoint_files(last)

@@ -25,16 +25,13 @@ from typing import Any
 import torch
 from lightning.fabric.plugins import CheckpointIO
 
-from actlab.config.checkpoint import not_a_file
+from actlab.config.checkpoint_files import DAMAGED, HYPERPARAMETERS, TRAINING_STATE, regular_file
 from actlab.config.policy import ACTPolicyConfig
 from actlab.errors import ActlabError, reason
-from actlab.io import atomic_dir, read_json
+from actlab.io import atomic_dir
 from actlab.policy.policy import WEIGHTS_NAME, read_weights, write_policy_files
 
-TRAINING_STATE = "training_state.pt"
-HYPERPARAMETERS = "hyperparameters.json"
 MODULE_PREFIX = "policy."  # the LightningModule's attribute holding the policy
-DAMAGED = "it is damaged or not an actlab checkpoint: resume from another run directory or start afresh"
 
 
 class FolderCheckpointIO(CheckpointIO):
@@ -87,16 +84,3 @@ def share_identical_files(folder: Path, other: Path) -> None:
                 os.replace(link, file)
         except OSError:
             continue
-
-
-def load_run_config(checkpoint: Path) -> dict[str, Any]:
-    """hyperparameters.json of a training checkpoint: the JSON object of its run's settings, or one line."""
-    return read_json(regular_file(Path(checkpoint) / HYPERPARAMETERS), " of the run's settings", DAMAGED)
-
-
-def regular_file(path: Path) -> Path:
-    """`path`, when it is a regular file; a missing one, or a named pipe (whose read would block for ever), a
-    directory or a device in its place, is one line."""
-    if not path.is_file():
-        raise ActlabError(f"{path}: {not_a_file(path)}; {DAMAGED}")
-    return path

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from actlab.config.checkpoint_files import load_run_config, regular_file
 from actlab.config.options import SHAPES_WEIGHTS, keys_with
 from actlab.config.policy import ARCHITECTURE_KEYS, WEIGHT_KEYS, ACTPolicyConfig
 from actlab.config.resolvers import check_resumable
@@ -16,7 +17,6 @@ from actlab.errors import ActlabError
 from actlab.features import PolicyFeature
 from actlab.policy import ACTPolicy
 from actlab.policy.policy import CONFIG_NAME, check_weights
-from actlab.training.checkpoint_io import load_run_config, regular_file
 
 log = logging.getLogger("actlab")
 
