@@ -240,8 +240,10 @@ def train_case(*args: str, message: str, keeps_run_dir: Path | None = None) -> C
     return Case([str(REPO / "train.py"), *COMMON, *args], message, keeps_run_dir)
 
 
-def command(module: str, *args: str, message: str) -> Case:
-    return Case(["-c", f"import sys; from {module} import main; sys.argv[0] = 'x'; main()", *args], message)
+def command(entry_point: str, *args: str, message: str) -> Case:
+    """The command behind a console script (pyproject.toml's `module:function`), as the script runs it."""
+    module, function = entry_point.split(":")
+    return Case(["-c", f"import sys; from {module} import {function}; sys.argv[0] = 'x'; {function}()", *args], message)
 
 
 @pytest.fixture(scope="module")
@@ -347,7 +349,7 @@ def cli_cases(datasets: dict[str, Path], run: Path, case: Path, name: str) -> Ca
         last = copied / "checkpoints" / "last"
         return train_case(*args, message=f"{last}/{message}", keeps_run_dir=copied)
     # actlab-eval and actlab-serve with checkpoint=
-    module = "actlab.eval.cli" if name.startswith("eval_") else "actlab.deploy.server"
+    entry_point = "actlab.eval.main:main" if name.startswith("eval_") else "actlab.deploy.main:serve_main"
     folder = copy(run / "checkpoints" / "final", case / "ckpt")
     hyperparameters = folder / "hyperparameters.json"
     if name.endswith("corrupt_hyperparameters"):
@@ -371,7 +373,7 @@ def cli_cases(datasets: dict[str, Path], run: Path, case: Path, name: str) -> Ca
     else:
         pipe_in_place_of("hyperparameters.json")(folder)
         message = f"{hyperparameters}: a named pipe, not a regular file; expected the training run's settings (JSON)"
-    return command(module, f"checkpoint={folder}", message=message)
+    return command(entry_point, f"checkpoint={folder}", message=message)
 
 
 CLI_CASES = [
