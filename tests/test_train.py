@@ -41,6 +41,34 @@ def read_metrics(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def test_folders_saved_at_the_same_step_write_their_identical_files_once(tmp_path, state_dataset):
+    ckpts = run(tmp_path, state_dataset, "model=tiny") / "checkpoints"  # step_2, last, best, final: all at step 2
+    weights = [ckpts / name / "model.safetensors" for name in ("step_2", "last", "best", "final")]
+    assert len({w.stat().st_ino for w in weights}) == 1 and weights[0].stat().st_nlink == 4
+    # the training state after fit differs from best's (loop counters, best score), last's and final's do not
+    assert (ckpts / "last" / "training_state.pt").samefile(ckpts / "final" / "training_state.pt")
+    assert not (ckpts / "best" / "training_state.pt").samefile(ckpts / "final" / "training_state.pt")
+    for name in ("step_2", "last", "best", "final"):
+        state = torch.load(ckpts / name / "training_state.pt", weights_only=True)
+        assert state["global_step"] == 2
+
+
+def test_a_file_is_linked_only_to_exactly_the_same_bytes(tmp_path):
+    from actlab.training.checkpoint_io import write_or_link
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "f").write_bytes(b"x" * 100)
+    write_or_link(tmp_path / "b" / "f", b"x" * 99 + b"y", tmp_path / "a")  # same size, other bytes
+    assert not (tmp_path / "b" / "f").samefile(tmp_path / "a" / "f")
+    assert (tmp_path / "b" / "f").read_bytes() == b"x" * 99 + b"y"
+    write_or_link(tmp_path / "b" / "g", memoryview(b"x" * 100), tmp_path / "a")  # no twin named g
+    assert (tmp_path / "b" / "g").stat().st_nlink == 1
+    (tmp_path / "b" / "f").unlink()
+    write_or_link(tmp_path / "b" / "f", memoryview(b"x" * 100), tmp_path / "a")
+    assert (tmp_path / "b" / "f").samefile(tmp_path / "a" / "f")
+
+
 @pytest.mark.parametrize("model", ["tiny", "baseline", "large", "custom"])
 def test_two_steps_per_model_preset_on_a_video_dataset(tmp_path, video_dataset, model):
     run_dir = run(tmp_path, video_dataset, f"model={model}")
