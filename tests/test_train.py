@@ -41,7 +41,7 @@ def read_metrics(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_folders_saved_at_the_same_step_write_their_identical_files_once(tmp_path, state_dataset):
+def test_folders_saved_at_the_same_step_store_their_identical_files_once(tmp_path, state_dataset):
     ckpts = run(tmp_path, state_dataset, "model=tiny") / "checkpoints"  # step_2, last, best, final: all at step 2
     weights = [ckpts / name / "model.safetensors" for name in ("step_2", "last", "best", "final")]
     assert len({w.stat().st_ino for w in weights}) == 1 and weights[0].stat().st_nlink == 4
@@ -54,19 +54,20 @@ def test_folders_saved_at_the_same_step_write_their_identical_files_once(tmp_pat
 
 
 def test_a_file_is_linked_only_to_exactly_the_same_bytes(tmp_path):
-    from actlab.training.checkpoint_io import write_or_link
+    from actlab.training.checkpoint_io import share_identical_files
 
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    (tmp_path / "a" / "f").write_bytes(b"x" * 100)
-    write_or_link(tmp_path / "b" / "f", b"x" * 99 + b"y", tmp_path / "a")  # same size, other bytes
-    assert not (tmp_path / "b" / "f").samefile(tmp_path / "a" / "f")
-    assert (tmp_path / "b" / "f").read_bytes() == b"x" * 99 + b"y"
-    write_or_link(tmp_path / "b" / "g", memoryview(b"x" * 100), tmp_path / "a")  # no twin named g
-    assert (tmp_path / "b" / "g").stat().st_nlink == 1
-    (tmp_path / "b" / "f").unlink()
-    write_or_link(tmp_path / "b" / "f", memoryview(b"x" * 100), tmp_path / "a")
-    assert (tmp_path / "b" / "f").samefile(tmp_path / "a" / "f")
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder in (a, b):
+        folder.mkdir()
+        (folder / "same").write_bytes(b"x" * 100)
+    (a / "other").write_bytes(b"x" * 100)
+    (b / "other").write_bytes(b"x" * 99 + b"y")  # same size, other bytes
+    (b / "only_here").write_bytes(b"x" * 100)
+    share_identical_files(b, a)
+    assert (b / "same").samefile(a / "same")
+    assert not (b / "other").samefile(a / "other") and (b / "other").read_bytes() == b"x" * 99 + b"y"
+    assert (b / "only_here").stat().st_nlink == 1
+    assert sorted(p.name for p in b.iterdir()) == ["only_here", "other", "same"]  # no link left behind
 
 
 @pytest.mark.parametrize("model", ["tiny", "baseline", "large", "custom"])

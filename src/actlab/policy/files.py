@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from safetensors.torch import load_file, save, save_file
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from actlab.config.policy import ACTPolicyConfig
@@ -44,16 +44,7 @@ def check_weights(expected: dict[str, Tensor], weights: dict[str, Tensor], sourc
         )
 
 
-def weights_bytes(state_dict: dict[str, Tensor]) -> bytes:
-    """The bytes of WEIGHTS_NAME for these weights, as `write_policy_files` writes them."""
-    return save(cpu_tensors(state_dict))
-
-
-def cpu_tensors(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-    return {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-
-
 def write_policy_files(directory: Path, config: ACTPolicyConfig, state_dict: dict[str, Tensor]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     config.save(directory / CONFIG_NAME)
-    save_file(cpu_tensors(state_dict), directory / WEIGHTS_NAME)
+    save_file({k: v.detach().contiguous().cpu() for k, v in state_dict.items()}, directory / WEIGHTS_NAME)

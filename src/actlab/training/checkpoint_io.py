@@ -10,14 +10,12 @@ renamed into place (swapped atomically with the folder it replaces), so a run ki
 every checkpoint folder loadable and `last/` present once it has been written.
 
 Folders saved at the same global step (`step_N`, `last`, `best`, `final` often coincide) share their
-byte-identical files: a file whose bytes equal those of the same file in the folder saved just before, at
-the same step, is hard-linked to it instead of written again, so a large model's weights and optimiser
-state are written and stored once.
+byte-identical files as hard links, so a large model's weights and optimiser state are stored once.
 """
 
 from __future__ import annotations
 
-import io
+import filecmp
 import json
 import os
 import shutil
@@ -31,7 +29,7 @@ from actlab.config.checkpoint_files import DAMAGED, HYPERPARAMETERS, TRAINING_ST
 from actlab.config.policy import ACTPolicyConfig
 from actlab.errors import ActlabError, reason
 from actlab.io import atomic_dir
-from actlab.policy.files import CONFIG_NAME, WEIGHTS_NAME, read_weights, weights_bytes
+from actlab.policy.policy import WEIGHTS_NAME, read_weights, write_policy_files
 
 MODULE_PREFIX = "policy."  # the LightningModule's attribute holding the policy
 
@@ -48,14 +46,12 @@ class FolderCheckpointIO(CheckpointIO):
         weights = {k.removeprefix(MODULE_PREFIX): v for k, v in state.pop("state_dict").items()}
 
         step = state.get("global_step")
-        twin = self._previous[1] if self._previous is not None and self._previous[0] == step else None
         with atomic_dir(path, replace=True) as tmp:
-            policy_config.save(tmp / CONFIG_NAME)
-            write_or_link(tmp / WEIGHTS_NAME, weights_bytes(weights), twin)
+            write_policy_files(tmp, policy_config, weights)
             (tmp / HYPERPARAMETERS).write_text(json.dumps(run_config, indent=2, default=str))
-            training_state = io.BytesIO()
-            torch.save(state, training_state)
-            write_or_link(tmp / TRAINING_STATE, training_state.getbuffer(), twin)
+            torch.save(state, tmp / TRAINING_STATE)
+            if self._previous is not None and self._previous[0] == step:
+                share_identical_files(tmp, self._previous[1])
         self._previous = (step, path)
 
     def load_checkpoint(
@@ -76,25 +72,15 @@ class FolderCheckpointIO(CheckpointIO):
         shutil.rmtree(path, ignore_errors=True)
 
 
-def write_or_link(path: Path, data: bytes | memoryview, twin: Path | None) -> None:
-    """Writes `data` to `path`; or, when the folder `twin` holds a same-named file with exactly these bytes,
-    hard-links that file instead (a file system without hard links gets the write)."""
-    if twin is not None and same_bytes(twin / path.name, data):
+def share_identical_files(folder: Path, other: Path) -> None:
+    """Replaces each file of `folder` that is byte-identical to the same-named file of `other` by a hard
+    link to it. Best effort: a file system without hard links keeps the copies."""
+    for file in folder.iterdir():
+        twin = other / file.name
         try:
-            os.link(twin / path.name, path)
-            return
+            if twin.is_file() and twin.stat().st_size == file.stat().st_size and filecmp.cmp(file, twin, False):
+                link = file.with_name(f".{file.name}.link")
+                os.link(twin, link)
+                os.replace(link, file)
         except OSError:
-            pass
-    path.write_bytes(data)
-
-
-def same_bytes(path: Path, data: bytes | memoryview, chunk: int = 1 << 24) -> bool:
-    """Whether the regular file at `path` holds exactly `data` (read in chunks: no second copy in memory)."""
-    try:
-        if not path.is_file() or path.stat().st_size != len(data):
-            return False
-        view = memoryview(data)
-        with open(path, "rb") as f:
-            return all(f.read(chunk) == view[start : start + chunk] for start in range(0, len(view), chunk))
-    except OSError:
-        return False
+            continue
