@@ -429,9 +429,8 @@ def unknown_policy_precision(base: Base, case: Path) -> Case:
 def unknown_trainer_precision(base: Base, case: Path) -> Case:
     return Case(
         [f"dataset.root={base.state}", "trainer.precision=fp8"],
-        "trainer: Precision 'fp8' is invalid. Allowed precision values: ('transformer-engine', "
-        "'transformer-engine-float16', '16-true', '16-mixed', 'bf16-true', 'bf16-mixed', '32-true', '64-true', 64, "
-        "32, 16, '64', '32', '16', 'bf16')",
+        "trainer.precision='fp8' is not one of ['auto', '32-true', 'bf16-mixed', '16-mixed', 'bf16-true', '16-true', "
+        "'64-true', 'transformer-engine', 'transformer-engine-float16', '32', '16', '64', 'bf16']",
     )
 
 

@@ -39,7 +39,10 @@ def test_every_option_composes_and_resolves(group, option, tmp_path):
         cfg = compose_eval([f"{group}={option}", "env=lift"], tmp_path, "deploy")
         assert OmegaConf.to_container(cfg, resolve=True)[group]["_target_"]
         return
-    cfg = compose_train([f"{group}={option}"], tmp_path)
+    # Pri3D weights come only from a file, which a new run's config must name (test_pri3d_needs_its_weights_file)
+    weights = [f"encoder.weights={tmp_path / 'pri3d.pth'}"] if (group, option) == ("encoder", "pri3d") else []
+    (tmp_path / "pri3d.pth").touch()
+    cfg = compose_train([f"{group}={option}", *weights], tmp_path)
     OmegaConf.to_container(cfg, resolve=True)
     if group not in GLOBAL_OVERLAYS:
         assert cfg[group].name == option
@@ -115,6 +118,7 @@ def test_unknown_option_fails(tmp_path):
         (["encoder.fuse=sum"], "encoder.fuse='sum' is not one of"),
         (["encoder.name=vit"], "encoder.name='vit' is not one of"),
         (["policy.precision=fp16"], "policy.precision='fp16' is not one of"),
+        (["trainer.precision=fp8"], "trainer.precision='fp8' is not one of"),
         (["model.n_obs_steps=0"], r"model.n_obs_steps=0: expected an integer in \[1, 131072\]"),
         (["env=lift", "env.eval_workers=0"], r"env.eval_workers=0: expected an integer >= 1"),
         (["dataset=lift", "dataset.collect.workers=-1"], r"dataset.collect.workers=-1: expected an integer >= 1"),
@@ -123,6 +127,27 @@ def test_unknown_option_fails(tmp_path):
 def test_invalid_combinations_fail_at_compose_time(tmp_path, overrides, message):
     with pytest.raises(ActlabError, match=message):
         compose_train(overrides, tmp_path)
+
+
+def test_pri3d_needs_its_weights_file_when_a_new_run_composes(tmp_path):
+    with pytest.raises(ActlabError, match="encoder.pretrained=pri3d needs encoder.weights="):
+        compose_train(["encoder=pri3d"], tmp_path)
+    with pytest.raises(ActlabError, match=f"encoder.weights={tmp_path}/none.pth: no such file"):
+        compose_train(["encoder=pri3d", f"encoder.weights={tmp_path}/none.pth"], tmp_path)
+    assert compose_train(["encoder=pri3d", "encoder.pretrained=null"], tmp_path).encoder.weights is None
+    # a resumed or initialised run takes its weights from the checkpoint, not from encoder.weights
+    assert compose_train(["encoder=pri3d", f"init_from={tmp_path}"], tmp_path).encoder.name == "pri3d"
+
+
+def test_trainer_precisions_are_lightnings_and_auto():
+    from typing import get_args
+
+    from lightning.fabric.connector import _PRECISION_INPUT_INT, _PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS
+
+    from actlab.config.schema import TRAINER_PRECISIONS
+
+    lightnings = get_args(_PRECISION_INPUT_STR) + get_args(_PRECISION_INPUT_INT) + get_args(_PRECISION_INPUT_STR_ALIAS)
+    assert sorted(TRAINER_PRECISIONS) == sorted({"auto", *map(str, lightnings)})
 
 
 def test_ensembling_composes_with_one_action_step(tmp_path):

@@ -14,7 +14,7 @@ import hydra
 from omegaconf import DictConfig
 
 from actlab.config.command import hydra_command
-from actlab.config.compose import CONFIG_DIR, check_config
+from actlab.config.compose import CONFIG_DIR, check_config, check_hardware
 from actlab.config.resolvers import check_resumable
 from actlab.config.resume_overrides import resume_overrides
 from actlab.config.schema import register_configs
@@ -34,15 +34,16 @@ def hydra_main(cfg: DictConfig) -> float | None:
 def checked_train(cfg: DictConfig) -> float | None:
     """The config is checked and the dataset read (its demonstrations collected first, where the preset
     collects them) before the training stack (torch, Lightning) is imported: a config or data error answers
-    in seconds, not after the import."""
+    in seconds, not after the import. The hardware is checked with torch alone, before Lightning."""
     check_config(cfg)
-    check_resumable(cfg.resume)
+    check_resumable(cfg.resume, cfg)
     from actlab.data.formats import load_store
     from actlab.sim.collect import dataset_config
 
     data = dataset_config(cfg)
     log.info(f"Reading the dataset {data.root or getattr(data, 'repo_id', None)}")
     store = load_store(data, cfg.paths.cache_dir)
+    check_hardware(cfg.trainer)  # imports torch, not yet Lightning
     from actlab.training.train import objective, train
 
     return objective(cfg, train(cfg, data, store))

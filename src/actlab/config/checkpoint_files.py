@@ -16,12 +16,13 @@ POLICY_FILES = ("config.json", "model.safetensors")  # actlab.policy.files: CONF
 DAMAGED = "it is damaged or not an actlab checkpoint: resume from another run directory or start afresh"
 
 
-def check_checkpoint_files(folder: Path) -> None:
-    """The run's settings are a JSON object and the policy's files are regular files (a named pipe would
-    block a read for ever), or one line naming the file; in the order training reads them."""
-    load_run_config(folder)
+def check_checkpoint_files(folder: Path) -> dict[str, Any]:
+    """The run's settings (returned) are a JSON object and the policy's files are regular files (a named pipe
+    would block a read for ever), or one line naming the file; in the order training reads them."""
+    settings = load_run_config(folder)
     for name in POLICY_FILES:
         regular_file(folder / name)
+    return settings
 
 
 def load_run_config(checkpoint: Path) -> dict[str, Any]:

@@ -8,8 +8,9 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from actlab.config.encoders import check_weights_to_load
 from actlab.config.options import check_node
 from actlab.config.policy import check_architecture
 from actlab.config.ranges import check_ranges
@@ -68,9 +69,11 @@ def check_config(cfg: DictConfig) -> None:
     check_known_keys(cfg)
     check_ranges(cfg)
     check_architecture(cfg.model)
-    for group in ("encoder", "policy", "dataset", "env"):
+    for group in ("encoder", "policy", "dataset", "env", "trainer"):
         check_node(cfg[group])
     check_optimized_metric(cfg)
+    if not (cfg.resume or cfg.get("init_from")):  # a new run: its backbone starts from the pretrained weights
+        check_weights_to_load(OmegaConf.to_object(cfg.encoder))
     if cfg.resume and cfg.get("init_from"):
         raise ActlabError("resume= continues a run with its own weights; init_from= starts a new one: pass one of them")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from omegaconf import MISSING
@@ -142,6 +143,32 @@ class ClipEncoderConfig(EncoderConfig):
     freeze: bool = True
     fuse: str = field(default="mean", metadata=SHAPES_WEIGHTS)
     model_name: str = field(default="ViT-B-32", metadata=SHAPES_WEIGHTS)  # an open_clip vision transformer
+
+
+PRI3D_NEEDS_WEIGHTS = (
+    "encoder.pretrained=pri3d needs encoder.weights=/path/to/pri3d_checkpoint.pth (a {'model': state_dict} file), "
+    "or encoder.pretrained=null for random init"
+)
+
+
+def check_weights_file(weights: str | Path) -> Path:
+    """`encoder.weights` as a path to an existing file, or one line saying it is not there."""
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise ActlabError(f"encoder.weights={weights}: no such file")
+    return path
+
+
+def check_weights_to_load(encoder: EncoderConfig) -> None:
+    """What building the backbone with its pretrained weights needs from the config: Pri3D's weights come only
+    from a file, and a file named by `encoder.weights` must be there. A new training run checks this when its
+    config is composed, before anything heavy is imported; the backbone's builder checks it again."""
+    if not encoder.pretrained:
+        return
+    if isinstance(encoder, Pri3dEncoderConfig) and not encoder.weights:
+        raise ActlabError(PRI3D_NEEDS_WEIGHTS)
+    if encoder.weights:
+        check_weights_file(encoder.weights)
 
 
 def encoder_config(data: EncoderConfig | Mapping[str, Any]) -> EncoderConfig:

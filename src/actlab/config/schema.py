@@ -70,6 +70,16 @@ class TrainerConfig:
     # torch.compile the training forward and backward (a few minutes of compiling first)
     compile: bool = field(default=False, metadata=ACTLAB_ONLY)
 
+    def check(self) -> None:
+        if str(self.precision) not in TRAINER_PRECISIONS:
+            raise ActlabError(f"trainer.precision={self.precision!r} is not one of {list(TRAINER_PRECISIONS)}")
+
+
+# trainer.precision: actlab's `auto` and what Lightning 2's Trainer accepts (tests/test_config.py compares them),
+# checked when the config is composed instead of once Lightning has been imported.
+TRAINER_PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
+TRAINER_PRECISIONS += ("transformer-engine", "transformer-engine-float16", "32", "16", "64", "bf16")
+
 
 POLICY_PRECISIONS = ("auto", "fp32", "bf16")  # policy.precision (actlab.policy.runtime)
 

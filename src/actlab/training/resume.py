@@ -7,9 +7,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from actlab.config.checkpoint_files import load_run_config, regular_file
+from actlab.config.checkpoint_files import regular_file
 from actlab.config.options import SHAPES_WEIGHTS, keys_with
 from actlab.config.policy import ARCHITECTURE_KEYS, WEIGHT_KEYS, ACTPolicyConfig
 from actlab.config.resolvers import check_resumable
@@ -20,32 +20,15 @@ from actlab.policy.policy import CONFIG_NAME, check_weights
 
 log = logging.getLogger("actlab")
 
-RESUME_DATASET_KEYS = ["format", "root", "weights", "repo_id", "cameras", "val_split"]  # what decides the batch stream
-
 
 def resume_checkpoint(cfg: DictConfig) -> Path | None:
-    """`checkpoints/last` of the `resume` run, after checking that this run continues it: same model
-    settings and same data (a resumed run replays the batches the original would have seen)."""
+    """`checkpoints/last` of the `resume` run, after checking that this run continues it (same model
+    settings, same data: actlab.config.resolvers.check_resumable)."""
     if not cfg.resume:
         return None
-    check_resumable(cfg.resume)
-    last = Path(cfg.resume) / "checkpoints" / "last"
-    saved = load_run_config(last)
-    current = OmegaConf.to_container(cfg, resolve=True)
-    changes = []
-    for group, keys in (("model", ARCHITECTURE_KEYS), ("dataset", RESUME_DATASET_KEYS)):
-        old, new = saved.get(group, {}), current[group]
-        changes += [
-            f"{group}.{k} is {new.get(k)} but the run being resumed had {old[k]}"
-            for k in keys
-            if k in old and old[k] != new.get(k)
-        ]
-    if changes:
-        raise ActlabError(
-            f"resume={cfg.resume}: {'; '.join(changes)}; pass the same settings as that run (resume continues it)"
-        )
+    check_resumable(cfg.resume, cfg)
     log.info(f"Resuming the run in {cfg.resume} from its checkpoints/last/")
-    return last
+    return Path(cfg.resume) / "checkpoints" / "last"
 
 
 def check_resumed_policy(last: Path, config: ACTPolicyConfig) -> None:

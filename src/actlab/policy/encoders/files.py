@@ -8,15 +8,14 @@ from typing import Any
 
 import torch
 
+from actlab.config.encoders import check_weights_file
 from actlab.errors import ActlabError, reason
 
 
 def read_weights_file(weights: str | Path) -> Any:
     """The contents of `encoder.weights`: a .safetensors file, or a torch checkpoint loaded with
     `weights_only=True` (no arbitrary unpickling)."""
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        raise ActlabError(f"encoder.weights={weights}: no such file")
+    path = check_weights_file(weights)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from actlab.config.encoders import Pri3dEncoderConfig, ResNet18EncoderConfig
+from actlab.config.encoders import PRI3D_NEEDS_WEIGHTS, Pri3dEncoderConfig, ResNet18EncoderConfig
 from actlab.errors import ActlabError, reason
 from actlab.policy.encoders.cpu_training import fp32_cpu_training, use_small_map_convs
 from actlab.policy.encoders.files import OFFLINE, hub_offline, missing_weights, read_weights_file
@@ -127,10 +127,7 @@ def load_pri3d_checkpoint(net: torchvision.models.ResNet, weights: str | None, d
     """Loads the `backbone.encoder.*` trunk of a Pri3D checkpoint strictly (the classifier `fc` aside);
     decoder and 3-D heads are dropped."""
     if not weights:
-        raise ActlabError(
-            "encoder.pretrained=pri3d needs encoder.weights=/path/to/pri3d_checkpoint.pth "
-            "(a {'model': state_dict} file), or encoder.pretrained=null for random init"
-        )
+        raise ActlabError(PRI3D_NEEDS_WEIGHTS)
     checkpoint = read_weights_file(weights)
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
