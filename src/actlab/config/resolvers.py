@@ -1,6 +1,6 @@
 """The OmegaConf resolvers that conf/ uses: `${actlab.run_dir:...}` (where a run or a resumed run writes)
 and `${actlab.direction:...}` (which way a sweeper optimises the metric); and the check, before anything
-heavy is imported, that `resume=` names a run with a readable checkpoint."""
+heavy is imported, that `resume=` names a run with a readable checkpoint which this run continues."""
 
 from __future__ import annotations
 
