@@ -214,6 +214,17 @@ def check_argparse(command: DocCommand) -> None:
     raise AssertionError(f"{command.program} ran without parsing its arguments")
 
 
+def user_file(override: str, tmp_path: Path) -> str:
+    """`encoder.weights=/path/to/x.pth`, a file the reader supplies and a new run checks when it composes,
+    with an empty file in `tmp_path` in its place; any other override unchanged."""
+    key, _, value = override.partition("=")
+    if key.lstrip("+") != "encoder.weights" or not value.startswith("/path/to/"):
+        return override
+    stand_in = tmp_path / Path(value).name
+    stand_in.touch()
+    return f"{key}={stand_in}"
+
+
 def check_command(command: DocCommand, tmp_path: Path) -> str | None:
     """None when the command composes (or parses); else what went wrong, in one line."""
     try:
@@ -222,7 +233,7 @@ def check_command(command: DocCommand, tmp_path: Path) -> str | None:
             return None
         if command.program not in HYDRA_SCRIPTS.values():
             return f"{command.program}: not an actlab command"
-        overrides = hydra_overrides(command.args)
+        overrides = [user_file(o, tmp_path) for o in hydra_overrides(command.args)]
         if command.program == "train":
             from actlab.config.compose import compose_train
 
