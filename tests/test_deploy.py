@@ -537,13 +537,14 @@ def test_the_loop_at_10_hz_in_lift_plays_actlab_evals_episodes_in_process_and_th
         """The loop's run at 10 Hz. A tick without its action means the machine stalled the loop (seen once
         under pytest -n: 10.8 s without a fresh chunk while the other worker ran): that run is played once
         more, in a fresh directory; a second stall fails the test below."""
-        for attempt in ("", "_again"):
+        folders = iter((tmp_path / run, tmp_path / f"{run}_again"))
+
+        def once() -> dict:
+            folder = next(folders)
             overrides = [*common, "control.frequency=10", "control.episodes=3", "control.clip=false", *extra]
-            stats = deploy(compose_eval(overrides, tmp_path / f"{run}{attempt}", "deploy"))
-            stats["dir"] = tmp_path / f"{run}{attempt}"
-            if stats["underruns"] == 0:
-                break
-        return stats
+            return {**deploy(compose_eval(overrides, folder, "deploy")), "dir": folder}
+
+        return on_time(once, lambda stats: stats["underruns"] == 0)
 
     local = play("local")
     policy = ACTPolicy.from_pretrained(lift_checkpoint)
