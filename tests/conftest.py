@@ -11,9 +11,12 @@ from pathlib import Path
 # Under pytest-xdist (`make test`, `make test-fast`) the workers share the cores: each worker, and the
 # commands it starts, gets its share of threads instead of every PyTorch thread pool spinning on all of them.
 # Set before the first import of torch, which reads it once.
+# CORES_PER_WORKER is that share, for tests that start commands side by side.
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
-    os.environ.setdefault("OMP_NUM_THREADS", str(_share))
+    CORES_PER_WORKER = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(CORES_PER_WORKER))
+else:
+    CORES_PER_WORKER = os.cpu_count() or 1
 
 import numpy as np
 import pytest

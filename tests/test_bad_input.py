@@ -29,7 +29,7 @@ import torchvision
 from actlab.errors import ActlabError
 from actlab.policy import ACTPolicy
 from actlab.training.train import train
-from tests.conftest import FAST, REPO, compose_train, write_g1_like_dataset, write_lerobot_dataset
+from tests.conftest import CORES_PER_WORKER, FAST, REPO, compose_train, write_g1_like_dataset, write_lerobot_dataset
 from tests.formats import bimanual_frames, write_lerobot_v2, write_npy
 
 pytestmark = pytest.mark.slow
@@ -721,7 +721,9 @@ def base(tmp_path_factory) -> Base:
 
 @pytest.fixture(scope="module")
 def bad_runs(base, tmp_path_factory) -> dict[str, Result | str]:
-    """Every case's command line, two at a time; a case that cannot run here maps to the reason."""
+    """Every case's command line, as many at a time as this worker has cores (two on 2 cores alone, one
+    beside another xdist worker, so the loop-timing tests on that worker keep their core); a case that
+    cannot run here maps to the reason."""
     prepared = {}
     for name, make in CASES.items():
         cwd = tmp_path_factory.mktemp(name)
@@ -730,7 +732,7 @@ def bad_runs(base, tmp_path_factory) -> dict[str, Result | str]:
         except pytest.skip.Exception as e:
             prepared[name] = str(e)
     runnable = {k: v for k, v in prepared.items() if not isinstance(v, str)}
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=CORES_PER_WORKER) as pool:
         futures = {name: pool.submit(run_case, case, cwd) for name, (case, cwd) in runnable.items()}
         return {name: futures[name].result() if name in futures else prepared[name] for name in prepared}
 
