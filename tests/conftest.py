@@ -26,6 +26,7 @@ from actlab.config.compose import compose_train as compose
 from actlab.data.synthetic import random_frame
 from actlab.features import PolicyFeature
 from actlab.lerobot_io.writer import lerobot_writer
+from tests.alone import machine_share
 
 os.environ.setdefault("SVT_LOG", "1")  # quiet AV1 encoder banners
 
@@ -161,6 +162,15 @@ LONGEST_FIRST = [
     "test_requeue.py",
     "test_speed.py",
 ]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """A test marked `alone` runs with no other worker's test beside it (tests/alone.py)."""
+    # An xdist worker's --basetemp is <the run's temporary folder>/popen-gwN: the parent is the run's own.
+    shared = Path(item.config.option.basetemp).parent if os.environ.get("PYTEST_XDIST_WORKER") else None
+    with machine_share(shared, exclusive=item.get_closest_marker("alone") is not None):
+        yield
 
 
 def pytest_collection_modifyitems(config, items):

@@ -465,6 +465,7 @@ def on_time(play, within):
     return first if within(first) else play()
 
 
+@pytest.mark.alone
 def test_background_refill_hides_latency_that_stalls_select_action():
     def play():
         sync = ControlLoop(SlowPolicy(0.05), control(frequency=50), None)
@@ -521,6 +522,7 @@ def lift_checkpoint(tmp_path_factory) -> Path:
     return trained_checkpoint(tmp_path_factory.mktemp("lift"))
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_the_loop_at_10_hz_in_lift_plays_actlab_evals_episodes_in_process_and_through_the_server(
     tmp_path, lift_checkpoint

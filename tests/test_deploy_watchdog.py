@@ -191,6 +191,7 @@ def test_a_chunk_of_the_wrong_width_is_refused_whole():
 
 
 # ----------------------------------------------------------------------------------------- served, in process
+@pytest.mark.alone
 def test_a_slow_server_never_blocks_a_tick_and_the_watchdog_holds():
     policy = small_policy()
     predict = policy.predict_action_chunk
@@ -449,6 +450,7 @@ def test_a_killed_server_with_on_timeout_stop_ends_the_run_with_one_line(policy_
     assert MAX_LATENCY - 1 / HZ < stopped_at - killed_at <= MAX_LATENCY + 4 / HZ + 2 / HZ + 0.25
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_a_stopped_server_sigstop_is_caught_by_the_watchdog_within_max_latency_and_a_tick(policy_folders, tmp_path):
     port, server, deployer = free_port(), None, None
