@@ -722,8 +722,8 @@ def base(tmp_path_factory) -> Base:
 @pytest.fixture(scope="module")
 def bad_runs(base, tmp_path_factory) -> dict[str, Result | str]:
     """Every case's command line, as many at a time as this worker has cores (two on 2 cores alone, one
-    beside another xdist worker, so the loop-timing tests on that worker keep their core); a case that
-    cannot run here maps to the reason."""
+    beside another xdist worker, whose tests keep their core); a case that cannot run here maps to the
+    reason."""
     prepared = {}
     for name, make in CASES.items():
         cwd = tmp_path_factory.mktemp(name)
