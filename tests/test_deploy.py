@@ -459,8 +459,9 @@ class SlowPolicy:
 
 
 def on_time(play, within):
-    """What `play()` returns, from a second play when `within` rejects the first: under `make test` the other
-    worker can deschedule a loop's thread past a deadline once; a loop that misses its deadlines fails twice."""
+    """What `play()` returns, from a second play when `within` rejects the first. Tests marked `alone` keep the
+    suite's other worker off the machine (tests/alone.py); this covers a machine loaded by something else,
+    which can deschedule a loop's thread past a deadline once. A loop that misses its deadlines fails twice."""
     first = play()
     return first if within(first) else play()
 
@@ -536,9 +537,9 @@ def test_the_loop_at_10_hz_in_lift_plays_actlab_evals_episodes_in_process_and_th
     expected = [json.loads(line) for line in (tmp_path / "eval" / "eval" / "episodes.jsonl").read_text().splitlines()]
 
     def play(run: str, *extra: str) -> dict:
-        """The loop's run at 10 Hz. A tick without its action means the machine stalled the loop (seen once
-        under pytest -n: 10.8 s without a fresh chunk while the other worker ran): that run is played once
-        more, in a fresh directory; a second stall fails the test below."""
+        """The loop's run at 10 Hz. A tick without its action means the machine stalled the loop (seen under
+        pytest -n before this test ran alone: 10.8 s without a fresh chunk while the other worker ran): that
+        run is played once more, in a fresh directory; a second stall fails the test below."""
         folders = iter((tmp_path / run, tmp_path / f"{run}_again"))
 
         def once() -> dict:
