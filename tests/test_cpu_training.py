@@ -50,6 +50,41 @@ def test_the_matrix_product_path_is_taken_only_for_fp32_cpu_training_on_small_ma
     assert len(calls) == 1
 
 
+@pytest.mark.parametrize("width", [1, 2])
+def test_bf16_weight_gradients_of_one_wide_strided_maps_are_right(width):
+    """Under bf16 autocast on a CPU with native bf16, oneDNN's weight gradient of a strided convolution with
+    a 1-wide output is wrong in most draws (1e30, NaN); CpuTrainConv2d computes it in fp32. Compared with
+    fp64 over 10 draws, so the kernel's error shows on such a CPU (without the guard, width 1 fails there)."""
+    for seed in range(10):
+        torch.manual_seed(seed)
+        conv = use_small_map_convs(nn.Sequential(nn.Conv2d(64, 128, 3, stride=2, padding=1, bias=False)))[0]
+        x = torch.randn(2, 64, 3, width)
+        assert conv._one_wide_bf16_training(x) is False  # no autocast: the fp32 paths
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert conv._one_wide_bf16_training(x)
+            out = conv(x)
+        grad = torch.randn(out.shape)
+        out.backward(grad)
+        w = conv.weight.detach().double().requires_grad_()
+        nn.functional.conv2d(x.double(), w, stride=2, padding=1).backward(grad.double())
+        # bf16's own rounding is under 1 % of the largest entry; the kernel's errors are 1e30 or NaN
+        torch.testing.assert_close(conv.weight.grad, w.grad.float(), rtol=0, atol=2e-2 * w.grad.abs().max().item())
+
+
+def test_only_strided_one_wide_outputs_under_bf16_autocast_leave_it():
+    conv = use_small_map_convs(nn.Sequential(nn.Conv2d(4, 4, 3, stride=2, padding=1, bias=False)))[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert conv._one_wide_bf16_training(torch.randn(1, 4, 5, 2))
+        assert not conv._one_wide_bf16_training(torch.randn(1, 4, 5, 3))  # 2-wide output
+        with torch.no_grad():
+            assert not conv._one_wide_bf16_training(torch.randn(1, 4, 5, 1))
+        conv.stride = (1, 1)
+        assert not conv._one_wide_bf16_training(torch.randn(1, 4, 5, 1))
+    conv.stride = (2, 2)
+    with torch.autocast("cpu", dtype=torch.float16):
+        assert not conv._one_wide_bf16_training(torch.randn(1, 4, 5, 1))
+
+
 def test_a_trunk_trains_as_torchvisions_does_with_the_same_state_dict():
     """A whole trunk at 64x64 (layer4 on 2x2 maps, channels-last activations): torchvision's output and
     gradients, and torchvision's state dict keys."""

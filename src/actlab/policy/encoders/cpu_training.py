@@ -7,12 +7,21 @@ columns (measured on 2 AVX2 cores, fp32: 512 channels on 64 maps of 2x2, 108 ms 
 of 3x3, 40 ms against 9 ms), while oneDNN stays ahead from 4x4 maps on (16 ms against 30 ms for 256
 channels on 64 maps of 4x4). `CpuTrainConv2d` takes the matrix product where the output map has at most
 `SMALL_MAP` cells, and is a plain `nn.Conv2d` everywhere else: in evaluation, without gradients, on a GPU,
-under autocast, with groups or a bias. Its forward and input gradient stay oneDNN's; the parameters, their
-names and the state dict are nn.Conv2d's, so checkpoints and LeRobot's weights move unchanged.
+under autocast (but for one-wide maps, below), with groups or a bias. Its forward and input gradient stay
+oneDNN's; the parameters, their names and the state dict are nn.Conv2d's, so checkpoints and LeRobot's
+weights move unchanged.
 
 Channels last: `ResNetFeatures` makes its input channels-last when `fp32_cpu_training`, so oneDNN runs its
 NHWC kernels; with the small-map gradient that is a few percent faster (on its own it is not). The weights
 keep their layout, so checkpoints do not change.
+
+One-wide maps under bf16 autocast: on CPUs with native bf16 (AVX-512 BF16), oneDNN's bf16 kernel for the
+weight gradient of a strided convolution whose output is one cell wide returns wrong values, at times 1e30
+or NaN (seen with torch 2.10 and its oneDNN on AMD Zen 4: 3x3 stride-2 convolutions on 1-wide maps, 16 to
+28 of 30 random draws wrong on 1-wide inputs; fp32, stride 1 and 2-wide inputs were right). Layer4 of a
+trunk meets it on images 16 pixels wide or less. `CpuTrainConv2d` computes every strided convolution with a
+1-wide output in fp32 (layer4's on images up to 32 pixels wide); 1-wide maps cost little in any precision.
+PyTorch issue 169688 and pull request 188426 are the same class of kernel, in the forward of conv3d.
 
 `python -m bench cpu_kernels` measures each, side by side.
 """
@@ -70,7 +79,28 @@ class CpuTrainConv2d(nn.Conv2d):
     def forward(self, x: Tensor) -> Tensor:
         if self._small_map_training(x):
             return _SmallMapConv2d.apply(x, self.weight, self.stride, self.padding, self.dilation)
+        if self._one_wide_bf16_training(x):
+            with torch.autocast("cpu", enabled=False):
+                return super().forward(x.float())
         return super().forward(x)
+
+    def _one_wide_bf16_training(self, x: Tensor) -> bool:
+        """Whether oneDNN's bf16 weight gradient would be wrong here: bf16 autocast training on a CPU, a
+        strided convolution, an output one cell wide (the module docstring)."""
+        if not (
+            x.device.type == "cpu"
+            and x.dim() == 4
+            and torch.is_grad_enabled()
+            and self.weight.requires_grad
+            and self.weight.dtype == torch.float32
+            and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16
+            and self.stride[1] > 1
+            and isinstance(self.padding, tuple)
+        ):
+            return False
+        kernel, padding, dilation = self.kernel_size[1], self.padding[1], self.dilation[1]
+        return (x.shape[3] + 2 * padding - dilation * (kernel - 1) - 1) // self.stride[1] + 1 == 1
 
     def _small_map_training(self, x: Tensor) -> bool:
         if not (
