@@ -508,11 +508,40 @@ def test_dry_run_sends_nothing_and_clipping_bounds_actions():
     loop = ControlLoop(LocalPolicy(small_policy()), control(dry_run=True, frequency=5), None)
     loop.run_episode(robot, max_steps=5)
     summary = loop.stats.summary()  # (a first chunk slower than a tick, on a loaded machine, skips ticks)
-    assert robot.sent == [] and summary["ticks"] + summary["skipped_ticks"] >= 5
+    assert robot.sent == [] and summary["ticks"] + summary["skipped_ticks"] == 5
     robot = ScriptedRobot(5)
     loop = ControlLoop(SlowPolicy(0.0), control(clip=True, clip_margin=0.0), {"min": [0.0, 0.0], "max": [0.5, 2]})
     loop.run_episode(robot, max_steps=None)
     assert all(a[0] == 0.5 and a[1] == 1.0 for a in robot.sent)
+
+
+class StallingRobot(ScriptedRobot):
+    """Its observation at step `at` takes `seconds`."""
+
+    def __init__(self, steps: int, at: int, seconds: float):
+        super().__init__(steps)
+        self.at, self.seconds = at, seconds
+
+    def get_observation(self) -> dict[str, np.ndarray]:
+        if self.t == self.at:
+            time.sleep(self.seconds)
+        return super().get_observation()
+
+
+def test_a_stall_skips_the_ticks_it_covers_and_none_past_the_episodes_end():
+    """Sent and skipped ticks add up to max_steps whatever stalls: a 0.5 s stall (25 ticks at 50 Hz) two
+    ticks before the end skips the one tick left, not 25, and one in the middle skips the ticks it covers."""
+    for at, sent, skipped in ((8, 9, 1), (2, None, None)):
+        robot = StallingRobot(40, at, 0.5)
+        loop = ControlLoop(SlowPolicy(0.0), control(frequency=50), None)
+        loop.run_episode(robot, max_steps=10 if sent else 40)
+        loop.close()
+        summary = loop.stats.summary()
+        assert len(robot.sent) + summary["skipped_ticks"] == (10 if sent else 40), summary
+        if sent:
+            assert (len(robot.sent), summary["skipped_ticks"]) == (sent, skipped)
+        else:
+            assert summary["skipped_ticks"] >= 24  # the 25 ticks the stall covered, less the one it ran late
 
 
 # ----------------------------------------------------------------------------------------------- Lift

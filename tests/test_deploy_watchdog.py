@@ -151,6 +151,7 @@ class FlakyPolicy:
         pass
 
 
+@pytest.mark.alone  # the watchdog's bound is wall time
 @pytest.mark.parametrize("threshold", [0.0, 0.5])
 def test_nan_mid_episode_is_never_sent_the_watchdog_holds_and_the_statistics_count_it(threshold):
     robot, policy = ScriptedRobot(40), FlakyPolicy(bad={2, 3, 4})
@@ -166,6 +167,7 @@ def test_nan_mid_episode_is_never_sent_the_watchdog_holds_and_the_statistics_cou
     assert set(sent[:, 0]) >= {1.0, 5.0}  # and fresh actions again after them
 
 
+@pytest.mark.alone
 def test_nan_with_on_timeout_stop_stops_and_nan_at_the_first_tick_sends_nothing():
     robot = ScriptedRobot(40)
     loop = ControlLoop(FlakyPolicy(bad={2, 3, 4}), control(frequency=20, max_latency=0.25, on_timeout="stop"), None)

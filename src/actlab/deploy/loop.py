@@ -130,6 +130,8 @@ class ControlLoop:
                 if overrun > 0:  # the next tick is already due: count it, and skip the ticks that passed entirely
                     self.stats.missed += 1
                     skipped = int(overrun // self.period)
+                    if max_steps:  # those of this episode: a stall past its end skips no tick of it
+                        skipped = min(skipped, max_steps - tick)
                     self.stats.skipped += skipped
                     tick += skipped
         finally:
