@@ -17,7 +17,7 @@ keep their layout, so checkpoints do not change.
 
 One-wide maps under bf16 autocast: on CPUs with native bf16 (AVX-512 BF16), oneDNN's bf16 kernel for the
 weight gradient of a strided convolution whose output is one cell wide returns wrong values, at times 1e30
-or NaN (seen with torch 2.10 and its oneDNN on AMD Zen 4: 3x3 stride-2 convolutions on 1-wide maps, 16 to
+or NaN (seen with torch 2.10 and 2.13 on AMD Zen 4: 3x3 stride-2 convolutions on 1-wide maps, 16 to
 28 of 30 random draws wrong on 1-wide inputs; fp32, stride 1 and 2-wide inputs were right). Layer4 of a
 trunk meets it on images 16 pixels wide or less. `CpuTrainConv2d` computes every strided convolution with a
 1-wide output in fp32 (layer4's on images up to 32 pixels wide); 1-wide maps cost little in any precision.
