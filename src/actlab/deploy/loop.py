@@ -130,7 +130,7 @@ class ControlLoop:
                 if overrun > 0:  # the next tick is already due: count it, and skip the ticks that passed entirely
                     self.stats.missed += 1
                     skipped = int(overrun // self.period)
-                    if max_steps:  # those of this episode: a stall past its end skips no tick of it
+                    if max_steps:  # only this episode's ticks: a stall near its end covers ticks past it
                         skipped = min(skipped, max_steps - tick)
                     self.stats.skipped += skipped
                     tick += skipped

@@ -99,8 +99,7 @@ class CpuTrainConv2d(nn.Conv2d):
             and isinstance(self.padding, tuple)
         ):
             return False
-        kernel, padding, dilation = self.kernel_size[1], self.padding[1], self.dilation[1]
-        return (x.shape[3] + 2 * padding - dilation * (kernel - 1) - 1) // self.stride[1] + 1 == 1
+        return self._output_size(x)[1] == 1
 
     def _small_map_training(self, x: Tensor) -> bool:
         if not (
@@ -113,11 +112,13 @@ class CpuTrainConv2d(nn.Conv2d):
             and isinstance(self.padding, tuple)  # not 'same' / 'valid'
         ):
             return False
-        cells = 1
+        height, width = self._output_size(x)
+        return height * width <= SMALL_MAP
+
+    def _output_size(self, x: Tensor) -> tuple[int, int]:
         geometry = zip(x.shape[2:], self.kernel_size, self.stride, self.padding, self.dilation, strict=True)
-        for size, k, s, p, d in geometry:
-            cells *= (size + 2 * p - d * (k - 1) - 1) // s + 1
-        return cells <= SMALL_MAP
+        height, width = ((size + 2 * p - d * (k - 1) - 1) // s + 1 for size, k, s, p, d in geometry)
+        return height, width
 
 
 def use_small_map_convs(module: nn.Module) -> nn.Module:
