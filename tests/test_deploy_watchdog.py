@@ -396,6 +396,7 @@ def one_error_line(process: Process) -> str:
     return lines[0]
 
 
+@pytest.mark.alone  # bounds in wall time from the kill
 @pytest.mark.slow
 def test_a_killed_server_is_held_through_and_sigterm_still_writes_the_statistics(policy_folders, tmp_path):
     port, server, deployer = free_port(), None, None
@@ -427,6 +428,7 @@ def test_a_killed_server_is_held_through_and_sigterm_still_writes_the_statistics
     assert "lost the policy server" in deployer.output()
 
 
+@pytest.mark.alone  # bounds in wall time from the kill
 @pytest.mark.slow
 def test_a_killed_server_with_on_timeout_stop_ends_the_run_with_one_line(policy_folders, tmp_path):
     port, server, deployer = free_port(), None, None
