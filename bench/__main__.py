@@ -6,16 +6,31 @@ data, 24 minutes on 2 AVX2 cores) run when named.
 `--emulate-avx2` runs them in a process whose PyTorch kernels are held to AVX2 (ATEN_CPU_CAPABILITY=avx2
 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2): a CPU with AVX-512 (and native bf16) then runs
 them as an AVX2-only CPU would. A bf16 probe printed first shows that it took: bf16 autocast several
-times slower than fp32, as on a real AVX2 CPU."""
+times slower than fp32, as on a real AVX2 CPU. It gets its own torch.compile cache: PyTorch's does not key
+its compiled kernels on these variables, and a cache filled without them gave NaN actions under them."""
 
 import argparse
+import getpass
 import importlib
 import os
 import subprocess
 import sys
+import tempfile
 
 BENCHMARKS = ["train_step", "cpu_kernels", "loader", "inference", "eval", "collect", "serve", "aloha_step", "startup"]
 OTHERS = ["kill_resume", "quickstart_image"]
+
+
+def avx2_environment(environ: dict[str, str]) -> dict[str, str]:
+    """`environ` with PyTorch's kernels held to AVX2 and a torch.compile cache of their own (beside
+    inductor's default, or TORCHINDUCTOR_CACHE_DIR's)."""
+    from actlab.devices import AVX2_EMULATION
+
+    cache = environ.get("TORCHINDUCTOR_CACHE_DIR") or os.path.join(
+        tempfile.gettempdir(), f"torchinductor_{getpass.getuser()}"
+    )
+    return {**environ, **AVX2_EMULATION, "TORCHINDUCTOR_CACHE_DIR": f"{cache}-avx2"}
+
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -23,10 +38,7 @@ if __name__ == "__main__":
     parser.add_argument("--emulate-avx2", action="store_true", help="hold PyTorch's CPU kernels to AVX2")
     args = parser.parse_args()
     if args.emulate_avx2:
-        from actlab.devices import AVX2_EMULATION
-
-        env = {**os.environ, **AVX2_EMULATION}
-        sys.exit(subprocess.call([sys.executable, "-m", "bench", *args.names], env=env))
+        sys.exit(subprocess.call([sys.executable, "-m", "bench", *args.names], env=avx2_environment(os.environ)))
     from bench.common import bf16_probe, machine
 
     print(machine())

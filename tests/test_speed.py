@@ -112,12 +112,15 @@ def test_compile_without_a_cpu_compiler_is_one_line(monkeypatch):
 # ------------------------------------------------------------------------------------------------ precision
 @pytest.fixture
 def cpu(monkeypatch):
-    """A CPU with or without native bf16 (`cpu(True)`), and the warn-once cache cleared."""
+    """A CPU with or without native bf16 (`cpu(True)`), its kernels not held to AVX2 (whatever the suite runs
+    under, e.g. `ATEN_CPU_CAPABILITY=avx2 ... make test`), and the warn-once cache cleared."""
     devices.warn_emulated_bf16.cache_clear()
 
     def set_native(native: bool) -> None:
         monkeypatch.setattr(devices, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"} if native else {"avx2"}))
         monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        for key in devices.AVX2_EMULATION:
+            monkeypatch.delenv(key, raising=False)
 
     yield set_native
     devices.warn_emulated_bf16.cache_clear()
@@ -169,8 +172,6 @@ def test_bf16_on_a_cpu_with_it_does_not_warn(cpu, caplog):
 def test_kernels_held_to_avx2_count_as_a_cpu_without_native_bf16(cpu, monkeypatch, environment, native):
     """`python -m bench --emulate-avx2` on an AVX-512 BF16 CPU: `auto` takes fp32 there, as on an AVX2 CPU."""
     cpu(True)
-    for key in devices.AVX2_EMULATION:
-        monkeypatch.delenv(key, raising=False)
     for key, value in environment.items():
         monkeypatch.setenv(key, value)
     assert devices.cpu_has_native_bf16() is native
@@ -183,3 +184,16 @@ def test_kernels_held_to_avx2_count_as_a_cpu_without_native_bf16(cpu, monkeypatc
 def test_unknown_inference_precision_is_one_line():
     with pytest.raises(ActlabError, match=r"policy.precision='fp8' is not one of \['auto', 'fp32', 'bf16'\]"):
         resolve_precision("fp8", torch.device("cpu"))
+
+
+def test_bench_emulate_avx2_holds_the_kernels_and_keeps_its_own_compile_cache():
+    """PyTorch's torch.compile cache does not key on the AVX2 variables: kernels compiled without them gave
+    NaN actions under them (test_compiled_policy_gives_the_same_actions, under `ATEN_CPU_CAPABILITY=avx2 ...`)."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    from bench.__main__ import avx2_environment
+
+    env = avx2_environment({"PATH": "/bin"})
+    assert {k: env[k] for k in devices.AVX2_EMULATION} == devices.AVX2_EMULATION and env["PATH"] == "/bin"
+    assert env["TORCHINDUCTOR_CACHE_DIR"] == default_cache_dir() + "-avx2"
+    assert avx2_environment({"TORCHINDUCTOR_CACHE_DIR": "/c"})["TORCHINDUCTOR_CACHE_DIR"] == "/c-avx2"
