@@ -10,26 +10,20 @@ times slower than fp32, as on a real AVX2 CPU. It gets its own torch.compile cac
 its compiled kernels on these variables, and a cache filled without them gave NaN actions under them."""
 
 import argparse
-import getpass
 import importlib
 import os
 import subprocess
 import sys
-import tempfile
 
 BENCHMARKS = ["train_step", "cpu_kernels", "loader", "inference", "eval", "collect", "serve", "aloha_step", "startup"]
 OTHERS = ["kill_resume", "quickstart_image"]
 
 
 def avx2_environment(environ: dict[str, str]) -> dict[str, str]:
-    """`environ` with PyTorch's kernels held to AVX2 and a torch.compile cache of their own (beside
-    inductor's default, or TORCHINDUCTOR_CACHE_DIR's)."""
-    from actlab.devices import AVX2_EMULATION
+    """`environ` with PyTorch's kernels held to AVX2 and a torch.compile cache of their own."""
+    from actlab.devices import AVX2_EMULATION, avx2_compile_cache
 
-    cache = environ.get("TORCHINDUCTOR_CACHE_DIR") or os.path.join(
-        tempfile.gettempdir(), f"torchinductor_{getpass.getuser()}"
-    )
-    return {**environ, **AVX2_EMULATION, "TORCHINDUCTOR_CACHE_DIR": f"{cache}-avx2"}
+    return {**environ, **AVX2_EMULATION, "TORCHINDUCTOR_CACHE_DIR": avx2_compile_cache(environ)}
 
 
 if __name__ == "__main__":

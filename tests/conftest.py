@@ -18,6 +18,13 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
 else:
     CORES_PER_WORKER = os.cpu_count() or 1
 
+from actlab.devices import avx2_compile_cache, kernels_limited_to_avx2
+
+# Under `ATEN_CPU_CAPABILITY=avx2 ...` (an AVX2-only CPU emulated) compiled kernels get a cache of their own,
+# as under `python -m bench --emulate-avx2`.
+if kernels_limited_to_avx2() and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = avx2_compile_cache(os.environ)
+
 import numpy as np
 import pytest
 from omegaconf import DictConfig

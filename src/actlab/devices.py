@@ -6,9 +6,12 @@ a CPU with AVX-512 BF16 it was 1.5x faster than fp32."""
 from __future__ import annotations
 
 import functools
+import getpass
 import logging
 import os
 import platform
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -19,6 +22,16 @@ NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 # What limits PyTorch's CPU kernels to AVX2 on a CPU that has more (`python -m bench --emulate-avx2`): ATen's
 # dispatch, oneDNN and MKL each read their own variable when they load.
 AVX2_EMULATION = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+
+
+def avx2_compile_cache(environ: Mapping[str, str]) -> str:
+    """The torch.compile cache for kernels held to AVX2, beside inductor's default one (or
+    TORCHINDUCTOR_CACHE_DIR's): PyTorch's cache does not key its kernels on AVX2_EMULATION's variables, and
+    kernels cached without them gave NaN actions under them."""
+    cache = environ.get("TORCHINDUCTOR_CACHE_DIR") or os.path.join(
+        tempfile.gettempdir(), f"torchinductor_{getpass.getuser()}"
+    )
+    return f"{cache}-avx2"
 
 
 @functools.cache
