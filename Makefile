@@ -32,7 +32,7 @@ train: install
 	$(PY) train.py experiment=quickstart $(ARGS)
 
 ## The whole suite, a test file per core (pytest-xdist), the longest files first (tests/conftest.py).
-## Tests marked `alone` (they measure a control loop's deadlines) run with no other test beside them.
+## Tests marked `alone` (a control loop's deadlines and wall-time bounds) run with no other test beside them.
 ## `make test ARGS="-n 0"` runs one test at a time.
 XDIST = -n auto --dist loadfile --no-loadscope-reorder
 test: install

@@ -1,6 +1,6 @@
-"""Tests marked `alone` measure a real-time loop's deadlines. Under pytest-xdist they run with no test of
-another worker beside them: two busy workers on a 2-core machine can starve a loop (or the server it asks)
-for a whole period, and a missed deadline would then say nothing about the loop.
+"""Tests marked `alone` assert a real-time loop's deadlines or wall-time bounds. Under pytest-xdist they run
+with no test of another worker beside them: two busy workers on a 2-core machine can starve a loop (or the
+server it asks) for a whole period, and a missed deadline would then say nothing about the loop.
 
 Every test holds a shared lock on a file of this test run while it runs (set-up and teardown included, so
 module fixtures that start commands count); an `alone` test holds it exclusively. A turnstile, held by
