@@ -15,7 +15,18 @@ import os
 import subprocess
 import sys
 
-BENCHMARKS = ["train_step", "cpu_kernels", "loader", "inference", "eval", "collect", "serve", "aloha_step", "startup"]
+BENCHMARKS = [
+    "roofline",
+    "train_step",
+    "cpu_kernels",
+    "loader",
+    "inference",
+    "eval",
+    "collect",
+    "serve",
+    "aloha_step",
+    "startup",
+]
 OTHERS = ["kill_resume", "quickstart_image"]
 
 

@@ -6,7 +6,8 @@ policy (model=tiny, 2 cameras 64x64, ResNet-18 with group norm) and `model=basel
 
 LeRobot is timed on normalised inputs (its normalisation is a separate processor); actlab's PyTorch call
 includes normalisation and takes float images; ONNX Runtime takes the cameras' uint8 H x W x 3 bytes and
-returns actions in action units (everything inside the graph). The CPU's flags are printed with the table.
+returns actions in action units (everything inside the graph). The CPU's flags are printed with the table,
+and each row's share of the CPU's fp32 FMA peak (bench.roofline: the chunk's GFLOP over p50, over the peak).
 Both runtimes get torch.get_num_threads() threads (OMP_NUM_THREADS sets it). `BENCH_QUICK=1` times a few
 calls only (a check that the benchmark runs, not a measurement). On a machine shared with other loads, an
 OpenMP team of 2+ threads collapses when one of them is descheduled (measured here: model=tiny 500 ms per
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from bench.common import cpu_flags, table
+from bench.roofline import gflop, peak, percent_of_peak
 
 REPEATS = {"tiny": 200, "quickstart_image": 100, "baseline": 20}
 QUICK_REPEATS = 5
@@ -76,17 +78,34 @@ def percentiles(fn, repeats: int) -> tuple[float, float]:
     return float(np.percentile(times, 50)), float(np.percentile(times, 99))
 
 
-def measure(case: str, repeats: int) -> list[list[str]]:
+def observation_for(policy) -> dict[str, torch.Tensor]:
+    """A random observation as actlab's PyTorch runtime takes it (float images in [0, 1])."""
+    from actlab.export.onnx_check import random_observations, to_torch
+    from actlab.policy.onnx_backend import graph_inputs
+
+    feed = random_observations(policy, 1, 1, seed=3)[0]
+    observation = to_torch(feed, graph_inputs(policy.config))
+    return {k: v.float() / 255 if v.dtype == torch.uint8 else v for k, v in observation.items()}
+
+
+def chunk_work(case: str) -> float:
+    """GFLOP of one action chunk of the case's policy (the same arithmetic in every runtime)."""
+    policy = policy_for(case).requires_grad_(False)  # FlopCounterMode's module hooks want no grad views
+    observation = observation_for(policy)
+    return gflop(lambda: policy.predict_action_chunk(observation))
+
+
+def measure(case: str, repeats: int, peak_gflops: float | None) -> list[list[str]]:
     import onnxruntime as ort
 
     from actlab.export.onnx import write_onnx
-    from actlab.export.onnx_check import random_observations, to_torch
-    from actlab.policy.onnx_backend import OUTPUT, graph_inputs
+    from actlab.export.onnx_check import random_observations
+    from actlab.policy.onnx_backend import OUTPUT
 
     policy = policy_for(case)
     feed = random_observations(policy, 1, 1, seed=3)[0]
-    observation = to_torch(feed, graph_inputs(policy.config))
-    float_obs = {k: v.float() / 255 if v.dtype == torch.uint8 else v for k, v in observation.items()}
+    float_obs = observation_for(policy)
+    work = chunk_work(case)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "policy.onnx"
         write_onnx(policy, path, case)
@@ -113,20 +132,24 @@ def measure(case: str, repeats: int) -> list[list[str]]:
     torch_p50 = results["actlab PyTorch fp32"][0]
     for name, (p50, p99) in results.items():
         note = f"max |diff| vs PyTorch {diff:.1e}, policy.onnx {size_mb:.1f} MB" if name.startswith("ONNX") else ""
-        rows.append([case, name, f"{p50:.2f}", f"{p99:.2f}", f"{torch_p50 / p50:.2f}", note])
+        share = percent_of_peak(work, p50 / 1000, peak_gflops)
+        rows.append([case, name, f"{p50:.2f}", f"{p99:.2f}", f"{torch_p50 / p50:.2f}", share, note])
     return rows
 
 
 def main() -> None:
     quick = os.environ.get("BENCH_QUICK") == "1"
+    peak_gflops, peak_line = peak()
     rows = []
     for case, repeats in REPEATS.items():
-        rows += measure(case, QUICK_REPEATS if quick else repeats)
+        rows += measure(case, QUICK_REPEATS if quick else repeats, peak_gflops)
     flags = cpu_flags()
     table(
-        f"action chunk per call, batch 1, ms ({torch.get_num_threads()} threads each; CPU flags: {flags})"
+        f"action chunk per call, batch 1, ms ({torch.get_num_threads()} threads each; CPU flags: {flags}; "
+        + peak_line
+        + ")"
         + (" -- BENCH_QUICK: a few calls, indicative only" if quick else ""),
-        ["policy", "runtime", "p50", "p99", "PyTorch p50 / p50", ""],
+        ["policy", "runtime", "p50", "p99", "PyTorch p50 / p50", "of peak", ""],
         rows,
     )
 

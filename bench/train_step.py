@@ -6,6 +6,8 @@ clipping at 10, AdamW at a constant lr), on exactly the batches actlab's loader 
 after LeRobot's own pre-processor. actlab: real `train(cfg)` runs (Lightning, loggers, callbacks) that
 start from LeRobot's initial weights (`init_from`), with the same optimiser settings and no warm-up; the
 step time is `train/update_s` from metrics.csv. Both start from random backbone weights (no download).
+Each row also gives the step's work (GFLOP of one forward and backward, counted by bench.roofline) and the
+share of the CPU's fp32 FMA peak it runs at.
 
 bf16 rows run only on a CPU (or GPU) with native bf16: an AVX2-only CPU emulates it, 4-32x slower.
 About 15 minutes on a 2-core CPU with native bf16 (about 9 without it), most of it in the 200-step curves.
@@ -22,6 +24,7 @@ from pathlib import Path
 import torch
 
 from bench.common import table, write_image_dataset
+from bench.roofline import gflop, peak, percent_of_peak
 
 STEPS = 200  # optimisation steps per run: the loss curves; step times are medians after WARMUP
 WARMUP = 5
@@ -60,9 +63,9 @@ def actlab_batches(root: Path, steps: int) -> list[dict[str, torch.Tensor]]:
     return batches
 
 
-def lerobot_run(root: Path, init_dir: Path, batches: list[dict[str, torch.Tensor]]) -> tuple[float, list[float]]:
-    """Median seconds per update and the loss per step, in actlab's convention (LeRobot's L1 is divided by
-    padded steps as well; here by valid ones, as actlab's is)."""
+def lerobot_run(root: Path, init_dir: Path, batches: list[dict[str, torch.Tensor]]) -> tuple[float, list[float], float]:
+    """Median seconds per update, the loss per step, in actlab's convention (LeRobot's L1 is divided by
+    padded steps as well; here by valid ones, as actlab's is), and the GFLOP of one forward and backward."""
     from lerobot.configs.types import FeatureType
     from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
     from lerobot.datasets.utils import dataset_to_policy_features
@@ -99,7 +102,17 @@ def lerobot_run(root: Path, init_dir: Path, batches: list[dict[str, torch.Tensor
         times.append(time.perf_counter() - start)
         pad = batch["action_is_pad"]
         losses.append(info["l1_loss"] * pad.numel() / (~pad).sum().item() + cfg.kl_weight * info["kld_loss"])
-    return statistics.median(times[WARMUP:]), losses
+    work = gflop(lambda: policy.forward(batch)[0].backward())
+    return statistics.median(times[WARMUP:]), losses, work
+
+
+def actlab_work(init_dir: Path, batch: dict[str, torch.Tensor]) -> float:
+    """GFLOP of one forward and backward of actlab's policy of the run's architecture (its weights from the
+    LeRobot folder the runs start from), in fp32."""
+    from actlab.policy import ACTPolicy
+
+    policy = ACTPolicy.from_pretrained(init_dir).train()
+    return gflop(lambda: policy(batch)["loss"].backward())
 
 
 def actlab_run(root: Path, init_dir: Path, overrides: list[str]) -> tuple[float, list[float]]:
@@ -134,26 +147,35 @@ def main() -> None:
     # Long episodes: few windows reach past an episode's end, where LeRobot's L1 differs from actlab's.
     root = write_image_dataset(DATA_DIR / "two_cam_96x96_long", cameras=("left", "right"), episodes=2, frames=1000)
     init_dir = Path(tempfile.mkdtemp(prefix="actlab-bench-init-"))
-    lerobot_s, lerobot_losses = lerobot_run(root, init_dir, actlab_batches(root, STEPS))
+    batches = actlab_batches(root, STEPS)
+    lerobot_s, lerobot_losses, lerobot_work = lerobot_run(root, init_dir, batches)
+    work = actlab_work(init_dir, batches[0])
+    peak_gflops, peak_line = peak()
 
     cases = [("fp32", ["trainer.precision=32-true"])]
     if cpu_has_native_bf16():
         cases.append(("bf16-mixed", ["trainer.precision=bf16-mixed"]))
     cases.append(("auto, torch.compile", ["trainer.precision=auto", "trainer.compile=true"]))
-    timing = [["lerobot 0.4.4 ACTPolicy (fp32)", f"{lerobot_s:.3f}", "1.00"]]
+    lerobot_share = percent_of_peak(lerobot_work, lerobot_s, peak_gflops)
+    timing = [["lerobot 0.4.4 ACTPolicy (fp32)", f"{lerobot_s:.3f}", "1.00", f"{lerobot_work:.1f}", lerobot_share]]
     curves = [["lerobot 0.4.4 (fp32)", *[f"{m:.4f}" for m in window_means(lerobot_losses)], ""]]
     reference = window_means(lerobot_losses)
     for name, overrides in cases:
         seconds, losses = actlab_run(root, init_dir, overrides)
-        timing.append([f"actlab train.py ({name})", f"{seconds:.3f}", f"{lerobot_s / seconds:.2f}"])
+        in_fp32 = name == "fp32" or (name.startswith("auto") and not cpu_has_native_bf16())
+        share = percent_of_peak(work, seconds, peak_gflops) if in_fp32 else "-"  # a bf16 step: not fp32's peak
+        timing.append(
+            [f"actlab train.py ({name})", f"{seconds:.3f}", f"{lerobot_s / seconds:.2f}", f"{work:.1f}", share]
+        )
         means = window_means(losses)
         worst = max(abs(m / r - 1) for m, r in zip(means, reference, strict=True))
         curves.append([f"actlab ({name})", *[f"{m:.4f}" for m in means], f"{100 * worst:.1f} %"])
 
     steps = f"{STEPS} steps after {WARMUP} warm-up"
     table(
-        f"Training step, model=baseline, 2 cameras 96x96, batch 8, chunk 100 ({describe_cpu()}), median of {steps}",
-        ["", "s/step", "speed-up vs lerobot"],
+        f"Training step, model=baseline, 2 cameras 96x96, batch 8, chunk 100 ({describe_cpu()}), median of {steps}"
+        f"; {peak_line}",
+        ["", "s/step", "speed-up vs lerobot", "GFLOP/step", "of fp32 peak"],
         timing,
     )
     windows = [f"steps {i + 1}-{min(i + WINDOW, STEPS)}" for i in range(0, STEPS, WINDOW)]
