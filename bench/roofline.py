@@ -139,12 +139,13 @@ def percent_of_peak(work_gflop: float, seconds: float, peak_gflops: float | None
 
 
 def main() -> None:
-    from bench.runtimes import REPEATS, chunk_work
+    from bench.runtimes import REPEATS, chunk_work, inference_policy, observation_for
 
     gflops, line = peak()
     rows = []
     for case in REPEATS:
-        work = chunk_work(case)
+        policy = inference_policy(case)
+        work = chunk_work(policy, observation_for(policy))
         floor = f"{1000 * work / gflops:.1f}" if gflops else "-"
         rows.append([f"inference, {case}, batch 1", f"{work:.2f}", floor])
     table(f"Work per call and the time it takes at the peak; {line}", ["call", "GFLOP", "ms at peak"], rows)

@@ -88,10 +88,14 @@ def observation_for(policy) -> dict[str, torch.Tensor]:
     return {k: v.float() / 255 if v.dtype == torch.uint8 else v for k, v in observation.items()}
 
 
-def chunk_work(case: str) -> float:
-    """GFLOP of one action chunk of the case's policy (the same arithmetic in every runtime)."""
-    policy = policy_for(case).requires_grad_(False)  # FlopCounterMode's module hooks want no grad views
-    observation = observation_for(policy)
+def inference_policy(case: str):
+    """The case's policy for inference only: no parameter requires a gradient (FlopCounterMode's module
+    hooks fail on the gradient-free views of parameters that do)."""
+    return policy_for(case).requires_grad_(False)
+
+
+def chunk_work(policy, observation: dict[str, torch.Tensor]) -> float:
+    """GFLOP of one action chunk of an `inference_policy` (the same arithmetic in every runtime)."""
     return gflop(lambda: policy.predict_action_chunk(observation))
 
 
@@ -102,10 +106,10 @@ def measure(case: str, repeats: int, peak_gflops: float | None) -> list[list[str
     from actlab.export.onnx_check import random_observations
     from actlab.policy.onnx_backend import OUTPUT
 
-    policy = policy_for(case)
+    policy = inference_policy(case)
     feed = random_observations(policy, 1, 1, seed=3)[0]
     float_obs = observation_for(policy)
-    work = chunk_work(case)
+    work = chunk_work(policy, float_obs)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "policy.onnx"
         write_onnx(policy, path, case)
