@@ -15,8 +15,9 @@ import torch.nn.functional as F  # noqa: N812
 from actlab import devices
 from actlab.config.compose import check_hardware
 from actlab.errors import ActlabError
+from actlab.policy.cpu_dropout import attention_with_dropout, cpu_dropout, keep_mask, relu_dropout_linear
 from actlab.policy.runtime import resolve_precision
-from actlab.policy.transformer import Dropout, _attention_with_dropout, cpu_dropout
+from actlab.policy.transformer import Dropout, EncoderLayer, feedforward
 from actlab.training import trainer as train_module
 from tests.test_train import read_metrics, run
 
@@ -58,8 +59,54 @@ def test_attention_with_dropout_is_sdpa_when_nothing_is_dropped():
     q, k, v = (torch.randn(2, 4, n, 8, generator=g) for n in (5, 7, 7))
     mask = torch.ones(2, 1, 1, 7, dtype=torch.bool)
     mask[0, ..., 5:] = False  # padded keys of the first sample
-    ours = _attention_with_dropout(q, k, v, mask, 1e-9)  # p rounds to 0 of 65536: every weight kept
+    ours = attention_with_dropout(q, k, v, mask, 1e-9)  # p rounds to 0 of 65536: every weight kept
     torch.testing.assert_close(ours, F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+
+
+@pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16-autocast"])
+def test_fused_relu_dropout_linear_has_the_value_and_gradients_of_its_parts(autocast):
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(48, 16)
+    h = torch.randn(3, 5, 48, requires_grad=True)
+    grad = torch.randn(3, 5, 16)
+    results = []
+    for fused in (False, True):
+        torch.manual_seed(1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            if fused:
+                out = relu_dropout_linear(h, 0.3, linear)
+            else:
+                out = linear(torch.where(keep_mask(h, 0.3), torch.relu(h) / 0.7, 0.0))
+        out.backward(grad)
+        results.append([out.float(), *(t.grad.clone() for t in (h, linear.weight, linear.bias))])
+        assert [t.grad.dtype for t in (h, linear.weight, linear.bias)] == [torch.float32] * 3
+        for t in (h, linear.weight, linear.bias):
+            t.grad = None
+    tolerance = {"rtol": 2e-2, "atol": 2e-2} if autocast else {}  # bf16 rounds the scale at another point
+    for ours, reference in zip(results[1], results[0], strict=True):
+        torch.testing.assert_close(ours, reference, **tolerance)
+    assert (results[1][1] == 0).float().mean() > 0.5  # ReLU and dropout both zeroed parts of h's gradient
+
+
+def test_a_training_layer_fuses_its_feedforward_with_the_same_draws_and_gradients():
+    from actlab.config.policy import ACTArchitecture
+
+    layer = EncoderLayer(ACTArchitecture(dim_model=32, n_heads=4, dim_feedforward=64, dropout=0.2)).train()
+    x = torch.randn(2, 7, 32)
+
+    def plain(layer, h):
+        return layer.linear2(layer.dropout(layer.activation(layer.linear1(h))))
+
+    results = []
+    for forward in (plain, feedforward):
+        torch.manual_seed(5)
+        out = layer.dropout2(forward(layer, x))
+        out.square().sum().backward()
+        results.append([out, *(p.grad.clone() for p in layer.parameters() if p.grad is not None)])
+        layer.zero_grad()
+    assert len(results[1]) == len(results[0]) > 4
+    for ours, reference in zip(results[1], results[0], strict=True):
+        torch.testing.assert_close(ours, reference)
 
 
 # ------------------------------------------------------------------------------------------------ optimiser

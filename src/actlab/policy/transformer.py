@@ -12,6 +12,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
 from actlab.config.policy import ACTPolicyConfig
+from actlab.policy.cpu_dropout import attention_with_dropout, cpu_dropout, relu_dropout_linear
 
 ACTIVATION_FUNCTIONS = {"relu": F.relu, "gelu": F.gelu, "glu": F.glu}  # actlab.config.policy.ACTIVATIONS
 
@@ -40,7 +41,7 @@ class Attention(nn.Module):
         mask = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]
         dropout = self.dropout if self.training else 0.0
         if dropout > 0 and q.device.type == "cpu":
-            out = _attention_with_dropout(q, k, v, mask, dropout)
+            out = attention_with_dropout(q, k, v, mask, dropout)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         batch, _, length, head_dim = out.shape
@@ -60,24 +61,13 @@ class Dropout(nn.Dropout):
         return super().forward(x)
 
 
-def cpu_dropout(x: Tensor, p: float) -> Tensor:
-    """Inverted dropout (zero with probability p, scale the rest by 1/(1-p)), like F.dropout, from 16 random bits
-    per element (p is rounded to a multiple of 1/65536). The CPU's `bernoulli_` spends about 6 ns per element,
-    which was a sixth of a training step; four 16-bit draws per 64-bit random integer spend 2."""
-    n = x.numel()
-    bits = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
-    keep = bits.view(torch.int16)[:n].view(x.shape) >= round(p * 65536) - 32768
-    # The scale is a Python float: in bf16 the tensor 1/0.9 would round to 1.109, a 0.16 % bias per layer.
-    return torch.where(keep, x * (1.0 / (1.0 - p)), 0.0)
-
-
-def _attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> Tensor:
-    """scaled_dot_product_attention with dropout on the attention weights, as its CPU path computes it (one
-    kernel per step), with `cpu_dropout`'s faster mask."""
-    scores = q @ k.transpose(-2, -1) * (q.shape[-1] ** -0.5)
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    return cpu_dropout(scores.softmax(-1), p) @ v
+def feedforward(layer: EncoderLayer | DecoderLayer, h: Tensor) -> Tensor:
+    """`linear2(dropout(activation(linear1(h))))` of a layer; fused on a CPU in training with ReLU."""
+    hidden = layer.linear1(h)
+    p = layer.dropout.p
+    if layer.training and p > 0 and hidden.device.type == "cpu" and layer.activation is F.relu:
+        return relu_dropout_linear(hidden, p, layer.linear2)
+    return layer.linear2(layer.dropout(layer.activation(hidden)))
 
 
 def _with_pos(x: Tensor, pos: Tensor | None) -> Tensor:
@@ -110,7 +100,7 @@ class EncoderLayer(nn.Module):
         if not self.pre_norm:
             x = self.norm1(x)
         h = self.norm2(x) if self.pre_norm else x
-        x = x + self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(h)))))
+        x = x + self.dropout2(feedforward(self, h))
         return x if self.pre_norm else self.norm2(x)
 
 
@@ -146,7 +136,7 @@ class DecoderLayer(nn.Module):
         if not self.pre_norm:
             x = self.norm2(x)
         h = self.norm3(x) if self.pre_norm else x
-        x = x + self.dropout3(self.linear2(self.dropout(self.activation(self.linear1(h)))))
+        x = x + self.dropout3(feedforward(self, h))
         return x if self.pre_norm else self.norm3(x)
 
 
