@@ -17,7 +17,7 @@ from actlab.config.compose import check_hardware
 from actlab.errors import ActlabError
 from actlab.policy.cpu_dropout import attention_with_dropout, cpu_dropout, keep_mask, relu_dropout_linear
 from actlab.policy.runtime import resolve_precision
-from actlab.policy.transformer import Dropout, EncoderLayer, feedforward
+from actlab.policy.transformer import DecoderLayer, Dropout, EncoderLayer, feedforward
 from actlab.training import trainer as train_module
 from tests.test_train import read_metrics, run
 
@@ -107,6 +107,38 @@ def test_a_training_layer_fuses_its_feedforward_with_the_same_draws_and_gradient
     assert len(results[1]) == len(results[0]) > 4
     for ours, reference in zip(results[1], results[0], strict=True):
         torch.testing.assert_close(ours, reference)
+
+
+@pytest.mark.parametrize("pre_norm", [False, True], ids=["post-norm", "pre-norm"])
+@pytest.mark.parametrize("training", [True, False], ids=["training", "eval"])
+def test_the_first_decoder_layer_on_uniform_queries_is_the_general_layer(pre_norm, training):
+    from actlab.config.policy import ACTArchitecture
+
+    cfg = ACTArchitecture(dim_model=32, n_heads=4, dim_feedforward=64, dropout=0.2, pre_norm=pre_norm)
+    layer = DecoderLayer(cfg).train(training)
+    torch.nn.init.normal_(layer.self_attn.in_proj_bias)  # nonzero value bias: zero queries still attend to it
+    g = torch.Generator().manual_seed(0)
+    memory, memory_pos = torch.randn(3, 5, 32, generator=g), torch.randn(1, 5, 32, generator=g)
+    pos = torch.randn(1, 6, 32, generator=g, requires_grad=True)
+    for x in (torch.zeros(3, 6, 32), torch.randn(32, generator=g).expand(3, 6, 32)):  # ACT's zeros; any uniform x
+        results = []
+        for uniform in (False, True):
+            torch.manual_seed(7)
+            out = layer(x, memory, pos, memory_pos, uniform=uniform)
+            out.square().sum().backward()
+            grads = {n: p.grad.clone() for n, p in layer.named_parameters() if p.grad is not None}
+            results.append((out, pos.grad.clone(), grads))
+            layer.zero_grad()
+            pos.grad = None
+        (out, pos_grad, grads), (ours, our_pos_grad, our_grads) = results
+        torch.testing.assert_close(ours, out)
+        torch.testing.assert_close(our_pos_grad, pos_grad)
+        assert our_grads.keys() == grads.keys() and any(k.startswith("self_attn.") for k in grads)
+        # Sums in another order: equal up to fp32 rounding, relative to the largest gradient (the queries' and
+        # keys' weights get none in eval, where every value is the same: the general layer's are rounding noise)
+        scale = max(grad.abs().max().item() for grad in grads.values())
+        for name, grad in grads.items():
+            torch.testing.assert_close(our_grads[name], grad, rtol=1e-4, atol=1e-6 * scale, msg=name)
 
 
 # ------------------------------------------------------------------------------------------------ optimiser

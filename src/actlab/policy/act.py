@@ -173,7 +173,7 @@ class ACT(nn.Module):
     def decode(self, memory: Tensor, pos: Tensor, mask: Tensor | None) -> Tensor:
         """(B, chunk_size, action_dim) actions from the encoder's memory."""
         queries = memory.new_zeros(memory.shape[0], self.cfg.chunk_size, self.cfg.dim_model)
-        out = self.decoder(queries, memory, self.decoder_pos_embed.weight.unsqueeze(0), pos, mask)
+        out = self.decoder(queries, memory, self.decoder_pos_embed.weight.unsqueeze(0), pos, mask, uniform=True)
         return self.action_head(out)
 
     def _image_tokens(self, image_features: list[Tensor]) -> tuple[Tensor, Tensor]:

@@ -47,6 +47,26 @@ class Attention(nn.Module):
         batch, _, length, head_dim = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(batch, length, self.n_heads * head_dim))
 
+    def of_uniform_values(self, qk: Tensor, value: Tensor, batch: int) -> Tensor:
+        """`self(qk, qk, values)` for (batch, L, D) values all equal to `value` (D,), with `qk` (1, L, D) the
+        same for every sample. Every value is then one vector per head, so a query's output is that vector
+        times the sum of the query's attention weights: 1 without dropout (the output is the same everywhere),
+        the kept weights' sum with it. Only the dropout mask depends on the sample: the queries, keys and
+        weights are computed once, and the (batch, L, D) output in rank `n_heads`. Without dropout the output
+        is (1, L, D), for every sample (an exported graph keeps its batch size free)."""
+        dim = value.shape[-1]
+        w_v, b_v = self.in_proj_weight[2 * dim :], self.in_proj_bias[2 * dim :]
+        dropout = self.dropout if self.training else 0.0
+        if dropout == 0:
+            return self.out_proj(F.linear(value, w_v, b_v)).expand(1, qk.shape[1], dim)  # broadcasts over samples
+        head_value = F.linear(value, w_v, b_v).view(self.n_heads, -1)  # (H, hd)
+        per_head = (self.out_proj.weight.view(dim, self.n_heads, -1) * head_value).sum(-1)  # (D, H)
+        q, k = F.linear(qk, self.in_proj_weight[: 2 * dim], self.in_proj_bias[: 2 * dim]).chunk(2, -1)
+        q, k = self._heads(q), self._heads(k)  # (1, H, L, hd)
+        weights = (q @ k.transpose(-2, -1) * (q.shape[-1] ** -0.5)).softmax(-1).expand(batch, -1, -1, -1)
+        kept = cpu_dropout(weights, dropout) if weights.device.type == "cpu" else F.dropout(weights, dropout)
+        return F.linear(kept.sum(-1).transpose(1, 2), per_head, self.out_proj.bias)  # (B, L, D)
+
     def _heads(self, x: Tensor) -> Tensor:
         batch, length, dim = x.shape
         return x.view(batch, length, self.n_heads, dim // self.n_heads).transpose(1, 2)
@@ -122,11 +142,21 @@ class DecoderLayer(nn.Module):
         self.pre_norm = cfg.pre_norm
 
     def forward(
-        self, x: Tensor, memory: Tensor, pos: Tensor, memory_pos: Tensor, memory_mask: Tensor | None = None
+        self,
+        x: Tensor,
+        memory: Tensor,
+        pos: Tensor,
+        memory_pos: Tensor,
+        memory_mask: Tensor | None = None,
+        uniform: bool = False,
     ) -> Tensor:
+        """`uniform`: x is the same at every position and sample (ACT's zero queries, in the first layer)."""
         h = self.norm1(x) if self.pre_norm else x
-        qk = _with_pos(h, pos)
-        x = x + self.dropout1(self.self_attn(qk, qk, h))
+        if uniform:
+            x = x + self.dropout1(self.self_attn.of_uniform_values(_with_pos(h[:1, :1], pos), h[0, 0], x.shape[0]))
+        else:
+            qk = _with_pos(h, pos)
+            x = x + self.dropout1(self.self_attn(qk, qk, h))
         if not self.pre_norm:
             x = self.norm1(x)
         h = self.norm2(x) if self.pre_norm else x
@@ -165,10 +195,18 @@ class Decoder(nn.Module):
         self.norm = nn.LayerNorm(cfg.dim_model)
 
     def forward(
-        self, x: Tensor, memory: Tensor, pos: Tensor, memory_pos: Tensor, memory_mask: Tensor | None = None
+        self,
+        x: Tensor,
+        memory: Tensor,
+        pos: Tensor,
+        memory_pos: Tensor,
+        memory_mask: Tensor | None = None,
+        uniform: bool = False,
     ) -> Tensor:
-        for layer in self.layers:
-            x = layer(x, memory, pos, memory_pos, memory_mask)
+        """`uniform`: x is the same at every position and sample, as ACT's zero queries are; the first
+        layer's self-attention then needs no per-sample matrix products."""
+        for i, layer in enumerate(self.layers):
+            x = layer(x, memory, pos, memory_pos, memory_mask, uniform=uniform and i == 0)
         return self.norm(x)
 
 
