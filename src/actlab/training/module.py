@@ -16,6 +16,7 @@ from actlab.policy import ACTPolicy
 from actlab.policy.policy import WEIGHTS_NAME, check_weights
 
 BACKBONE_PREFIX = "model.backbone."
+CLIP_EPS = 1e-6  # torch.nn.utils.clip_grads_with_norm_: coefficient max_norm / (total_norm + 1e-6), clamped to 1
 
 
 def param_groups(policy: ACTPolicy, lr: float, lr_backbone: float) -> list[dict[str, Any]]:
@@ -90,13 +91,18 @@ class ACTLightningModule(L.LightningModule):
         self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None, gradient_clip_algorithm=None
     ) -> None:
         """Clips the gradients' total norm to `trainer.gradient_clip_val` (Lightning's default, with the norm it
-        computes kept) and logs that norm, before clipping, on the steps whose metrics reach the loggers."""
+        computes kept) and logs that norm, before clipping, on the steps whose metrics reach the loggers.
+
+        On a CPU, where reading the norm costs no device sync, the gradients are scaled only on the steps that
+        clip: `clip_grad_norm_` multiplies them all by a coefficient clamped to 1 on every step."""
         logged = (self.global_step + 1) % self.trainer.log_every_n_steps == 0
         params = [p for p in self.policy.parameters() if p.grad is not None]
-        if gradient_clip_val:
+        if gradient_clip_val and self.device.type != "cpu":
             norm = torch.nn.utils.clip_grad_norm_(params, gradient_clip_val, foreach=True)
-        elif logged:
+        elif gradient_clip_val or logged:
             norm = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
+            if gradient_clip_val and norm + CLIP_EPS > gradient_clip_val:  # clip_grad_norm_'s coefficient < 1
+                torch.nn.utils.clip_grads_with_norm_(params, gradient_clip_val, norm, foreach=True)
         if logged:
             self.log("train/grad_norm", norm)
 
