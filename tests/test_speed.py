@@ -141,6 +141,40 @@ def test_the_first_decoder_layer_on_uniform_queries_is_the_general_layer(pre_nor
             torch.testing.assert_close(our_grads[name], grad, rtol=1e-4, atol=1e-6 * scale, msg=name)
 
 
+@pytest.mark.parametrize("n_vae_encoder_layers", [1, 2])
+def test_the_vae_encoders_first_projections_in_the_actions_rank_are_the_general_ones(n_vae_encoder_layers):
+    from actlab.features import ACTION, ACTION_IS_PAD, OBS_STATE
+    from tests.test_policy import make_policy
+
+    model = make_policy(("top",), n_vae_encoder_layers=n_vae_encoder_layers).model.train()
+    cfg = model.cfg
+    g = torch.Generator().manual_seed(0)
+    batch = {
+        OBS_STATE: torch.randn(3, cfg.robot_state_feature.shape[0], generator=g),
+        ACTION: torch.randn(3, cfg.chunk_size, cfg.action_feature.shape[0], generator=g),
+        ACTION_IS_PAD: torch.arange(cfg.chunk_size).expand(3, -1) >= torch.tensor([[cfg.chunk_size], [3], [1]]),
+    }
+    results = []
+    for factored in (False, True):
+        if not factored:
+            model.vae_first_projections = lambda *args: None  # the general path: projections of every token
+        torch.manual_seed(2)
+        latent, mu, log_sigma_x2 = model.latent(batch, [])
+        (latent.square().sum() + mu.sum() + log_sigma_x2.sum()).backward()
+        results.append(
+            ([latent, mu, log_sigma_x2], {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        )
+        model.zero_grad()
+        model.__dict__.pop("vae_first_projections", None)
+    (outputs, grads), (our_outputs, our_grads) = results
+    for ours, reference in zip(our_outputs, outputs, strict=True):
+        torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-5)
+    assert our_grads.keys() == grads.keys() and "vae_encoder_action_input_proj.weight" in grads
+    scale = max(grad.abs().max().item() for grad in grads.values())
+    for name, grad in grads.items():
+        torch.testing.assert_close(our_grads[name], grad, rtol=1e-4, atol=1e-6 * scale, msg=name)
+
+
 # ------------------------------------------------------------------------------------------------ optimiser
 @pytest.mark.parametrize("precision,fused", [("32-true", True), ("bf16-mixed", True), ("16-mixed", False)])
 def test_adamw_is_fused_except_under_a_gradient_scaler(precision, fused):
@@ -165,6 +199,29 @@ def test_logged_gradient_norm_is_the_norm_before_clipping(tmp_path, state_datase
 def test_gradient_norm_is_logged_without_clipping(tmp_path, state_dataset):
     run_dir = run(tmp_path, state_dataset, "trainer.gradient_clip_val=0", "trainer.log_every_n_steps=1")
     assert len([r for r in read_metrics(run_dir) if r.get("train/grad_norm")]) == 2
+
+
+@pytest.mark.parametrize("clip", [1e-3, 1e6], ids=["clips", "does-not-clip"])
+def test_cpu_gradient_clipping_gives_clip_grad_norms_gradients(clip):
+    from actlab.config.schema import OptimizerConfig, SchedulerConfig
+    from actlab.training.module import ACTLightningModule
+    from tests.test_policy import make_policy
+
+    module = ACTLightningModule(make_policy(("top",)), OptimizerConfig(), SchedulerConfig(), 10)
+    module.trainer = SimpleNamespace(global_step=0, log_every_n_steps=1000)  # a step whose norm is not logged
+    params = [p for p in module.policy.parameters() if p.requires_grad]
+    g = torch.Generator().manual_seed(0)
+    grads = [torch.randn(p.shape, generator=g) for p in params]
+    for p, grad in zip(params, grads, strict=True):
+        p.grad = grad.clone()
+    module.configure_gradient_clipping(None, clip)
+    ours = [p.grad.clone() for p in params]
+    for p, grad in zip(params, grads, strict=True):
+        p.grad = grad.clone()
+    torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
+    for mine, reference in zip(ours, (p.grad for p in params), strict=True):
+        torch.testing.assert_close(mine, reference, rtol=0, atol=0)
+    assert all(torch.equal(mine, grad) for mine, grad in zip(ours, grads, strict=True)) is (clip > 1)
 
 
 # ------------------------------------------------------------------------------------------------ compile

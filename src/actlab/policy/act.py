@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
 from actlab.config.policy import ACTPolicyConfig
@@ -100,14 +101,32 @@ class ACT(nn.Module):
         if has_state:
             current_state = batch[OBS_STATE][:, -1] if cfg.n_obs_steps > 1 else batch[OBS_STATE]
             tokens.append(self.vae_encoder_robot_state_input_proj(current_state).unsqueeze(1))
+        prefix = torch.cat(tokens, dim=1)
         tokens.append(self.vae_encoder_action_input_proj(batch[ACTION]))
         prefix_pad = torch.zeros(batch_size, 1 + has_state, dtype=torch.bool, device=device)
         pad_mask = torch.cat([prefix_pad, batch[ACTION_IS_PAD]], dim=1)
-        cls_out = self.vae_encoder(torch.cat(tokens, dim=1), self.vae_encoder_pos_enc, pad_mask, n_out=1)[:, 0]
+        first_qkv = None if cfg.pre_norm else self.vae_first_projections(prefix, batch[ACTION])
+        tokens = torch.cat(tokens, dim=1)
+        cls_out = self.vae_encoder(tokens, self.vae_encoder_pos_enc, pad_mask, n_out=1, first_qkv=first_qkv)[:, 0]
         # The KL term and the sampled latent in float32, as the action loss is, under mixed precision too.
         latent_params = self.vae_encoder_latent_output_proj(cls_out).float()
         mu, log_sigma_x2 = latent_params.split(cfg.latent_dim, dim=-1)
         return mu + (log_sigma_x2 / 2).exp() * torch.randn_like(mu), mu, log_sigma_x2
+
+    def vae_first_projections(self, prefix: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The VAE encoder's first self-attention projections (queries and keys with the position table,
+        values) of its tokens: the (B, n, D) `prefix` ([cls], robot state) and one token per action of the
+        (B, chunk, action_dim) `actions`. An action token is a linear map of its action, so its projections
+        are one (action_dim -> 3D) map, the product of the two weights, where they would be a (D -> 3D) one
+        per token. Post-norm only: with pre-norm the first layer projects the tokens' layer norm."""
+        attention = self.vae_encoder.layers[0].self_attn
+        weight, bias = attention.in_proj_weight, attention.in_proj_bias
+        action_proj = self.vae_encoder_action_input_proj
+        dim = weight.shape[1]
+        of_actions = F.linear(actions, weight @ action_proj.weight, F.linear(action_proj.bias, weight, bias))
+        q, k, v = torch.cat([F.linear(prefix, weight, bias), of_actions], dim=1).split(dim, dim=-1)
+        pos_q, pos_k = F.linear(self.vae_encoder_pos_enc, weight[: 2 * dim]).split(dim, dim=-1)  # (1, n + chunk, D)
+        return q + pos_q, k + pos_k, v
 
     def image_features(self, images: list[Tensor], backbone: Callable[[Tensor], Tensor] | None = None) -> list[Tensor]:
         """Per camera, the backbone's (B, T, C, h, w) feature map, or with camera fusion its (B, T, E)

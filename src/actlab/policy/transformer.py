@@ -37,7 +37,11 @@ class Attention(nn.Module):
             q, k = F.linear(query, self.in_proj_weight[: 2 * len(w_q)], self.in_proj_bias[: 2 * len(w_q)]).chunk(2, -1)
         else:
             q, k = F.linear(query, w_q, b_q), F.linear(key, w_k, b_k)
-        q, k, v = self._heads(q), self._heads(k), self._heads(F.linear(value, w_v, b_v))
+        return self.attend(q, k, F.linear(value, w_v, b_v), key_padding_mask)
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
+        """The attention of projected (B, L, D) queries, keys and values, through `out_proj`."""
+        q, k, v = self._heads(q), self._heads(k), self._heads(v)
         mask = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]
         dropout = self.dropout if self.training else 0.0
         if dropout > 0 and q.device.type == "cpu":
@@ -109,14 +113,25 @@ class EncoderLayer(nn.Module):
         self.pre_norm = cfg.pre_norm
 
     def forward(
-        self, x: Tensor, pos: Tensor | None = None, key_padding_mask: Tensor | None = None, n_out: int | None = None
+        self,
+        x: Tensor,
+        pos: Tensor | None = None,
+        key_padding_mask: Tensor | None = None,
+        n_out: int | None = None,
+        qkv: tuple[Tensor, Tensor, Tensor] | None = None,
     ) -> Tensor:
-        """With `n_out`, only the first `n_out` tokens are computed (they attend to all of them)."""
+        """With `n_out`, only the first `n_out` tokens are computed (they attend to all of them). `qkv`: the
+        self-attention's projections of x, computed by the caller (with `pos` in the queries and keys)."""
         h = self.norm1(x) if self.pre_norm else x
-        qk = _with_pos(h, pos)
-        q = qk if n_out is None else qk[:, :n_out]
+        if qkv is None:
+            qk = _with_pos(h, pos)
+            q = qk if n_out is None else qk[:, :n_out]
+            attended = self.self_attn(q, qk, h, key_padding_mask)
+        else:
+            q, k, v = qkv
+            attended = self.self_attn.attend(q if n_out is None else q[:, :n_out], k, v, key_padding_mask)
         x = x if n_out is None else x[:, :n_out]
-        x = x + self.dropout1(self.self_attn(q, qk, h, key_padding_mask))
+        x = x + self.dropout1(attended)
         if not self.pre_norm:
             x = self.norm1(x)
         h = self.norm2(x) if self.pre_norm else x
@@ -177,12 +192,19 @@ class Encoder(nn.Module):
         self.norm = nn.LayerNorm(cfg.dim_model) if cfg.pre_norm else nn.Identity()
 
     def forward(
-        self, x: Tensor, pos: Tensor | None = None, key_padding_mask: Tensor | None = None, n_out: int | None = None
+        self,
+        x: Tensor,
+        pos: Tensor | None = None,
+        key_padding_mask: Tensor | None = None,
+        n_out: int | None = None,
+        first_qkv: tuple[Tensor, Tensor, Tensor] | None = None,
     ) -> Tensor:
         """The encoded tokens; with `n_out` only the first `n_out`, whose last layer then skips the others'
-        attention queries and feed-forward (the VAE encoder reads its [cls] token only)."""
+        attention queries and feed-forward (the VAE encoder reads its [cls] token only). `first_qkv`: the
+        first layer's self-attention projections, computed by the caller (EncoderLayer's `qkv`)."""
         for i, layer in enumerate(self.layers):
-            x = layer(x, pos, key_padding_mask, n_out if i == len(self.layers) - 1 else None)
+            last = i == len(self.layers) - 1
+            x = layer(x, pos, key_padding_mask, n_out if last else None, first_qkv if i == 0 else None)
         return self.norm(x)
 
 
