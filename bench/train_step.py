@@ -7,10 +7,13 @@ after LeRobot's own pre-processor. actlab: real `train(cfg)` runs (Lightning, lo
 start from LeRobot's initial weights (`init_from`), with the same optimiser settings and no warm-up; the
 step time is `train/update_s` from metrics.csv. Both start from random backbone weights (no download).
 Each row also gives the step's work (GFLOP of one forward and backward, counted by bench.roofline) and the
-share of the CPU's fp32 FMA peak it runs at.
+share of the CPU's fp32 FMA peak it runs at. A machine's speed drifts by several percent over minutes (a
+shared or throttled CPU), so the two take turns: LeRobot updates once after each of the fp32 run's updates
+(its loss curve) and after every fourth of the other runs', and each row's speed-up is against LeRobot's
+median over that same run (`LeRobotBetweenSteps`).
 
 bf16 rows run only on a CPU (or GPU) with native bf16: an AVX2-only CPU emulates it, 4-32x slower.
-About 15 minutes on a 2-core CPU with native bf16 (about 9 without it), most of it in the 200-step curves.
+About 16 minutes on a 2-core CPU with native bf16 (about 10 without it), most of it in the 200-step curves.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import time
 from pathlib import Path
 
 import torch
+from lightning.pytorch.callbacks import Callback
 
 from bench.common import table, write_image_dataset
 from bench.roofline import gflop, peak, percent_of_peak
@@ -63,47 +67,79 @@ def actlab_batches(root: Path, steps: int) -> list[dict[str, torch.Tensor]]:
     return batches
 
 
-def lerobot_run(root: Path, init_dir: Path, batches: list[dict[str, torch.Tensor]]) -> tuple[float, list[float], float]:
-    """Median seconds per update, the loss per step, in actlab's convention (LeRobot's L1 is divided by
-    padded steps as well; here by valid ones, as actlab's is), and the GFLOP of one forward and backward."""
-    from lerobot.configs.types import FeatureType
-    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
-    from lerobot.datasets.utils import dataset_to_policy_features
-    from lerobot.policies.act.configuration_act import ACTConfig
-    from lerobot.policies.act.modeling_act import ACTPolicy
-    from lerobot.policies.act.processor_act import make_act_pre_post_processors
+class LeRobotSteps:
+    """LeRobot's `ACTPolicy` (its initial weights saved to `init_dir`, the folder the actlab runs start from)
+    and its optimiser, updated one batch at a time as `lerobot-train` does it; each update's seconds and loss
+    (in actlab's convention: LeRobot's L1 is divided by padded steps as well, here by valid ones, as actlab's
+    is) are recorded in `times` and `losses`."""
 
-    meta = LeRobotDatasetMetadata(f"bench/{root.name}", root=root)
-    features = dataset_to_policy_features(meta.features)
-    cfg = ACTConfig(
-        input_features={k: f for k, f in features.items() if f.type is not FeatureType.ACTION},
-        output_features={k: f for k, f in features.items() if f.type is FeatureType.ACTION},
-        pretrained_backbone_weights=None,
-        device="cpu",
-    )
-    torch.manual_seed(SEED)
-    policy = ACTPolicy(cfg).train()
-    pre, post = make_act_pre_post_processors(cfg, meta.stats)
-    for part in (policy, pre, post):
-        part.save_pretrained(init_dir)
-    optimizer = torch.optim.AdamW(
-        policy.get_optim_params(), lr=cfg.optimizer_lr, weight_decay=cfg.optimizer_weight_decay
-    )
-    times, losses = [], []
-    for batch in batches:
-        batch = {k: v.float() / 255 if v.dtype == torch.uint8 else v for k, v in batch.items()}
-        batch = pre(batch)
+    def __init__(self, root: Path, init_dir: Path, batches: list[dict[str, torch.Tensor]]):
+        from lerobot.configs.types import FeatureType
+        from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+        from lerobot.datasets.utils import dataset_to_policy_features
+        from lerobot.policies.act.configuration_act import ACTConfig
+        from lerobot.policies.act.modeling_act import ACTPolicy
+        from lerobot.policies.act.processor_act import make_act_pre_post_processors
+
+        meta = LeRobotDatasetMetadata(f"bench/{root.name}", root=root)
+        features = dataset_to_policy_features(meta.features)
+        self.cfg = ACTConfig(
+            input_features={k: f for k, f in features.items() if f.type is not FeatureType.ACTION},
+            output_features={k: f for k, f in features.items() if f.type is FeatureType.ACTION},
+            pretrained_backbone_weights=None,
+            device="cpu",
+        )
+        torch.manual_seed(SEED)
+        self.policy = ACTPolicy(self.cfg).train()
+        pre, post = make_act_pre_post_processors(self.cfg, meta.stats)
+        for part in (self.policy, pre, post):
+            part.save_pretrained(init_dir)
+        self.optimizer = torch.optim.AdamW(
+            self.policy.get_optim_params(), lr=self.cfg.optimizer_lr, weight_decay=self.cfg.optimizer_weight_decay
+        )
+        self.batches = [
+            pre({k: v.float() / 255 if v.dtype == torch.uint8 else v for k, v in b.items()}) for b in batches
+        ]
+        self.times: list[float] = []
+        self.losses: list[float] = []
+        self.taken = 0
+
+    def step(self) -> None:
+        """One update, on the next batch (from the first again after the last)."""
+        batch = self.batches[self.taken % len(self.batches)]
         start = time.perf_counter()
-        loss, info = policy.forward(batch)
+        loss, info = self.policy.forward(batch)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), 10.0)
-        optimizer.step()
-        optimizer.zero_grad()
-        times.append(time.perf_counter() - start)
+        torch.nn.utils.clip_grad_norm_(self.policy.parameters(), 10.0)
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        self.times.append(time.perf_counter() - start)
         pad = batch["action_is_pad"]
-        losses.append(info["l1_loss"] * pad.numel() / (~pad).sum().item() + cfg.kl_weight * info["kld_loss"])
-    work = gflop(lambda: policy.forward(batch)[0].backward())
-    return statistics.median(times[WARMUP:]), losses, work
+        self.losses.append(info["l1_loss"] * pad.numel() / (~pad).sum().item() + self.cfg.kl_weight * info["kld_loss"])
+        self.taken += 1
+
+    def work(self) -> float:
+        """GFLOP of one forward and backward."""
+        return gflop(lambda: self.policy.forward(self.batches[0])[0].backward())
+
+
+_LEROBOT: LeRobotSteps | None = None  # what LeRobotBetweenSteps steps (set by main; a Hydra target takes no objects)
+
+
+class LeRobotBetweenSteps(Callback):
+    """After every `every`-th update of an actlab run, one update of LeRobot's (`_LEROBOT`). A machine's speed
+    drifts by several percent over minutes (a shared or throttled CPU), so the two are timed over the same
+    minutes, turn by turn. LeRobot's update is outside actlab's `train/update_s` (this callback runs after
+    the one that measures it) and runs on a copy of the global RNG state: the actlab run draws what it
+    would alone."""
+
+    def __init__(self, every: int = 1):
+        self.every = every
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step % self.every == 0:
+            with torch.random.fork_rng(devices=[]):
+                _LEROBOT.step()
 
 
 def actlab_work(init_dir: Path, batch: dict[str, torch.Tensor]) -> float:
@@ -115,8 +151,9 @@ def actlab_work(init_dir: Path, batch: dict[str, torch.Tensor]) -> float:
     return gflop(lambda: policy(batch)["loss"].backward())
 
 
-def actlab_run(root: Path, init_dir: Path, overrides: list[str]) -> tuple[float, list[float]]:
-    """Median train/update_s after the warm-up steps and train/loss per step of a real run."""
+def actlab_run(root: Path, init_dir: Path, overrides: list[str], lerobot_every: int) -> tuple[float, list[float]]:
+    """Median train/update_s after the warm-up steps and train/loss per step of a real run, with one LeRobot
+    update after every `lerobot_every` of its own."""
     from actlab.training.train import train
 
     out = Path(tempfile.mkdtemp(prefix="actlab-bench-run-"))
@@ -129,6 +166,8 @@ def actlab_run(root: Path, init_dir: Path, overrides: list[str]) -> tuple[float,
         "trainer.enable_progress_bar=false",
         "logger=csv",
         "hardware=cpu",
+        f"+callbacks.lerobot._target_={__name__}.LeRobotBetweenSteps",
+        f"+callbacks.lerobot.every={lerobot_every}",
     ]
     train(compose(root, [*settings, *overrides], out))
     with open(out / "csv" / "metrics.csv") as f:
@@ -142,28 +181,44 @@ def window_means(losses: list[float]) -> list[float]:
 
 
 def main() -> None:
+    global _LEROBOT
     from actlab.devices import cpu_has_native_bf16, describe_cpu
 
     # Long episodes: few windows reach past an episode's end, where LeRobot's L1 differs from actlab's.
     root = write_image_dataset(DATA_DIR / "two_cam_96x96_long", cameras=("left", "right"), episodes=2, frames=1000)
     init_dir = Path(tempfile.mkdtemp(prefix="actlab-bench-init-"))
     batches = actlab_batches(root, STEPS)
-    lerobot_s, lerobot_losses, lerobot_work = lerobot_run(root, init_dir, batches)
+    _LEROBOT = lerobot = LeRobotSteps(root, init_dir, batches)
+    lerobot_work = lerobot.work()
     work = actlab_work(init_dir, batches[0])
     peak_gflops, peak_line = peak()
 
-    cases = [("fp32", ["trainer.precision=32-true"])]
+    # The fp32 run takes turns with LeRobot's first STEPS updates (its loss curve); the others with every
+    # fourth of their updates, enough for a median.
+    cases = [("fp32", ["trainer.precision=32-true"], 1)]
     if cpu_has_native_bf16():
-        cases.append(("bf16-mixed", ["trainer.precision=bf16-mixed"]))
-    cases.append(("auto, torch.compile", ["trainer.precision=auto", "trainer.compile=true"]))
-    lerobot_share = percent_of_peak(lerobot_work, lerobot_s, peak_gflops)
-    timing = [["lerobot 0.4.4 ACTPolicy (fp32)", f"{lerobot_s:.3f}", "1.00", f"{lerobot_work:.1f}", lerobot_share]]
-    curves = [["lerobot 0.4.4 (fp32)", *[f"{m:.4f}" for m in window_means(lerobot_losses)], ""]]
-    reference = window_means(lerobot_losses)
-    for name, overrides in cases:
-        seconds, losses = actlab_run(root, init_dir, overrides)
+        cases.append(("bf16-mixed", ["trainer.precision=bf16-mixed"], 4))
+    cases.append(("auto, torch.compile", ["trainer.precision=auto", "trainer.compile=true"], 4))
+    timing, curves, reference = [], [], None
+    for name, overrides, every in cases:
+        start = lerobot.taken
+        seconds, losses = actlab_run(root, init_dir, overrides, every)
+        lerobot_s = statistics.median(lerobot.times[start + max(1, WARMUP // every) :])  # after its warm-up
+        if reference is None:  # LeRobot's first STEPS updates: its curve
+            reference = window_means(lerobot.losses[:STEPS])
+            curves.append(["lerobot 0.4.4 (fp32)", *[f"{m:.4f}" for m in reference], ""])
         in_fp32 = name == "fp32" or (name.startswith("auto") and not cpu_has_native_bf16())
         share = percent_of_peak(work, seconds, peak_gflops) if in_fp32 else "-"  # a bf16 step: not fp32's peak
+        lerobot_share = percent_of_peak(lerobot_work, lerobot_s, peak_gflops)
+        timing.append(
+            [
+                "  lerobot 0.4.4 ACTPolicy (fp32), turn by turn",
+                f"{lerobot_s:.3f}",
+                "1.00",
+                f"{lerobot_work:.1f}",
+                lerobot_share,
+            ]
+        )
         timing.append(
             [f"actlab train.py ({name})", f"{seconds:.3f}", f"{lerobot_s / seconds:.2f}", f"{work:.1f}", share]
         )

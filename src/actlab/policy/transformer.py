@@ -1,5 +1,10 @@
 """The transformer layers of ACT (LeRobot's submodule and parameter names), batch-first, with attention
-through `scaled_dot_product_attention`, and the sinusoidal position tables."""
+through `scaled_dot_product_attention`, and the sinusoidal position tables.
+
+Exact shortcuts, each tested against the general path: in training on a CPU the feed-forward block's ReLU
+and dropout are fused into its second product (`feedforward`); the decoder's first self-attention, whose
+input (ACT's zero queries) is the same everywhere, needs no per-sample products (`Attention.of_uniform_values`);
+a caller may pass the first self-attention's projections (`Encoder(first_qkv=...)`, the VAE's action tokens)."""
 
 from __future__ import annotations
 
