@@ -8,9 +8,9 @@ start from LeRobot's initial weights (`init_from`), with the same optimiser sett
 step time is `train/update_s` from metrics.csv. Both start from random backbone weights (no download).
 Each row also gives the step's work (GFLOP of one forward and backward, counted by bench.roofline) and the
 share of the CPU's fp32 FMA peak it runs at. A machine's speed drifts by several percent over minutes (a
-shared or throttled CPU), so the two take turns: LeRobot updates once after each of the fp32 run's updates
-(its loss curve) and after every fourth of the other runs', and each row's speed-up is against LeRobot's
-median over that same run (`LeRobotBetweenSteps`).
+shared or throttled CPU), so the two take turns: LeRobot updates 10 times after every 10 of the fp32 run's
+updates (its loss curve) and 5 times after every 20 of the other runs', and each row's speed-up is against
+LeRobot's median over that same run (`LeRobotBetweenSteps`).
 
 bf16 rows run only on a CPU (or GPU) with native bf16: an AVX2-only CPU emulates it, 4-32x slower.
 About 16 minutes on a 2-core CPU with native bf16 (about 10 without it), most of it in the 200-step curves.
@@ -127,19 +127,22 @@ _LEROBOT: LeRobotSteps | None = None  # what LeRobotBetweenSteps steps (set by m
 
 
 class LeRobotBetweenSteps(Callback):
-    """After every `every`-th update of an actlab run, one update of LeRobot's (`_LEROBOT`). A machine's speed
-    drifts by several percent over minutes (a shared or throttled CPU), so the two are timed over the same
-    minutes, turn by turn. LeRobot's update is outside actlab's `train/update_s` (this callback runs after
-    the one that measures it) and runs on a copy of the global RNG state: the actlab run draws what it
+    """After every `every`-th update of an actlab run, `turn` updates of LeRobot's (`_LEROBOT`). A machine's
+    speed drifts by several percent over minutes (a shared or throttled CPU), so the two are timed over the
+    same minutes, taking turns. A turn is several updates: the first update after the other model's runs
+    with cold caches (LeRobot's single updates between actlab's took 12 % longer than in a row), and the
+    medians leave those out. LeRobot's updates are outside actlab's `train/update_s` (this callback runs
+    after the one that measures it) and run on a copy of the global RNG state: the actlab run draws what it
     would alone."""
 
-    def __init__(self, every: int = 1):
-        self.every = every
+    def __init__(self, every: int = 10, turn: int = 10):
+        self.every, self.turn = every, turn
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step % self.every == 0:
             with torch.random.fork_rng(devices=[]):
-                _LEROBOT.step()
+                for _ in range(self.turn):
+                    _LEROBOT.step()
 
 
 def actlab_work(init_dir: Path, batch: dict[str, torch.Tensor]) -> float:
@@ -151,9 +154,9 @@ def actlab_work(init_dir: Path, batch: dict[str, torch.Tensor]) -> float:
     return gflop(lambda: policy(batch)["loss"].backward())
 
 
-def actlab_run(root: Path, init_dir: Path, overrides: list[str], lerobot_every: int) -> tuple[float, list[float]]:
-    """Median train/update_s after the warm-up steps and train/loss per step of a real run, with one LeRobot
-    update after every `lerobot_every` of its own."""
+def actlab_run(root: Path, init_dir: Path, overrides: list[str], turns: tuple[int, int]) -> tuple[float, list[float]]:
+    """Median train/update_s after the warm-up steps and train/loss per step of a real run, with `turns[1]`
+    LeRobot updates after every `turns[0]` of its own."""
     from actlab.training.train import train
 
     out = Path(tempfile.mkdtemp(prefix="actlab-bench-run-"))
@@ -167,7 +170,8 @@ def actlab_run(root: Path, init_dir: Path, overrides: list[str], lerobot_every: 
         "logger=csv",
         "hardware=cpu",
         f"+callbacks.lerobot._target_={__name__}.LeRobotBetweenSteps",
-        f"+callbacks.lerobot.every={lerobot_every}",
+        f"+callbacks.lerobot.every={turns[0]}",
+        f"+callbacks.lerobot.turn={turns[1]}",
     ]
     train(compose(root, [*settings, *overrides], out))
     with open(out / "csv" / "metrics.csv") as f:
@@ -193,17 +197,17 @@ def main() -> None:
     work = actlab_work(init_dir, batches[0])
     peak_gflops, peak_line = peak()
 
-    # The fp32 run takes turns with LeRobot's first STEPS updates (its loss curve); the others with every
-    # fourth of their updates, enough for a median.
-    cases = [("fp32", ["trainer.precision=32-true"], 1)]
+    # The fp32 run takes turns with LeRobot's first STEPS updates, 10 by 10 (its loss curve); the others
+    # with 5 every 20 of theirs, enough for a median.
+    cases = [("fp32", ["trainer.precision=32-true"], (10, 10))]
     if cpu_has_native_bf16():
-        cases.append(("bf16-mixed", ["trainer.precision=bf16-mixed"], 4))
-    cases.append(("auto, torch.compile", ["trainer.precision=auto", "trainer.compile=true"], 4))
+        cases.append(("bf16-mixed", ["trainer.precision=bf16-mixed"], (20, 5)))
+    cases.append(("auto, torch.compile", ["trainer.precision=auto", "trainer.compile=true"], (20, 5)))
     timing, curves, reference = [], [], None
-    for name, overrides, every in cases:
+    for name, overrides, turns in cases:
         start = lerobot.taken
-        seconds, losses = actlab_run(root, init_dir, overrides, every)
-        lerobot_s = statistics.median(lerobot.times[start + max(1, WARMUP // every) :])  # after its warm-up
+        seconds, losses = actlab_run(root, init_dir, overrides, turns)
+        lerobot_s = statistics.median(lerobot.times[start + turns[1] :])  # after its first turn (the warm-up)
         if reference is None:  # LeRobot's first STEPS updates: its curve
             reference = window_means(lerobot.losses[:STEPS])
             curves.append(["lerobot 0.4.4 (fp32)", *[f"{m:.4f}" for m in reference], ""])
