@@ -101,11 +101,10 @@ class ACT(nn.Module):
         if has_state:
             current_state = batch[OBS_STATE][:, -1] if cfg.n_obs_steps > 1 else batch[OBS_STATE]
             tokens.append(self.vae_encoder_robot_state_input_proj(current_state).unsqueeze(1))
-        prefix = torch.cat(tokens, dim=1)
-        tokens.append(self.vae_encoder_action_input_proj(batch[ACTION]))
-        prefix_pad = torch.zeros(batch_size, 1 + has_state, dtype=torch.bool, device=device)
+        prefix_pad = torch.zeros(batch_size, len(tokens), dtype=torch.bool, device=device)
         pad_mask = torch.cat([prefix_pad, batch[ACTION_IS_PAD]], dim=1)
-        first_qkv = None if cfg.pre_norm else self.vae_first_projections(prefix, batch[ACTION])
+        first_qkv = None if cfg.pre_norm else self.vae_first_projections(torch.cat(tokens, dim=1), batch[ACTION])
+        tokens.append(self.vae_encoder_action_input_proj(batch[ACTION]))
         tokens = torch.cat(tokens, dim=1)
         cls_out = self.vae_encoder(tokens, self.vae_encoder_pos_enc, pad_mask, n_out=1, first_qkv=first_qkv)[:, 0]
         # The KL term and the sampled latent in float32, as the action loss is, under mixed precision too.
