@@ -13,6 +13,7 @@ instead of five and three, with the scale folded into the matrix products. The a
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
 
@@ -29,6 +30,11 @@ def cpu_dropout(x: Tensor, p: float) -> Tensor:
     `keep_mask`: three times faster than `bernoulli_` on a CPU."""
     # The scale is a Python float: in bf16 the tensor 1/0.9 would round to 1.109, a 0.16 % bias per layer.
     return torch.where(keep_mask(x, p), x * (1.0 / (1.0 - p)), 0.0)
+
+
+def dropout(x: Tensor, p: float) -> Tensor:
+    """Training-mode dropout: `cpu_dropout` on a CPU, F.dropout on other devices."""
+    return cpu_dropout(x, p) if x.device.type == "cpu" else F.dropout(x, p)
 
 
 def attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> Tensor:

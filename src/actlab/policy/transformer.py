@@ -17,7 +17,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
 from actlab.config.policy import ACTPolicyConfig
-from actlab.policy.cpu_dropout import attention_with_dropout, cpu_dropout, relu_dropout_linear
+from actlab.policy.cpu_dropout import attention_with_dropout, dropout, relu_dropout_linear
 
 ACTIVATION_FUNCTIONS = {"relu": F.relu, "gelu": F.gelu, "glu": F.glu}  # actlab.config.policy.ACTIVATIONS
 
@@ -48,11 +48,11 @@ class Attention(nn.Module):
         """The attention of projected (B, L, D) queries, keys and values, through `out_proj`."""
         q, k, v = self._heads(q), self._heads(k), self._heads(v)
         mask = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]
-        dropout = self.dropout if self.training else 0.0
-        if dropout > 0 and q.device.type == "cpu":
-            out = attention_with_dropout(q, k, v, mask, dropout)
+        p = self.dropout if self.training else 0.0
+        if p > 0 and q.device.type == "cpu":
+            out = attention_with_dropout(q, k, v, mask, p)
         else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         batch, _, length, head_dim = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(batch, length, self.n_heads * head_dim))
 
@@ -65,15 +65,15 @@ class Attention(nn.Module):
         is (1, L, D), for every sample (an exported graph keeps its batch size free)."""
         dim = value.shape[-1]
         w_v, b_v = self.in_proj_weight[2 * dim :], self.in_proj_bias[2 * dim :]
-        dropout = self.dropout if self.training else 0.0
-        if dropout == 0:
+        p = self.dropout if self.training else 0.0
+        if p == 0:
             return self.out_proj(F.linear(value, w_v, b_v)).expand(1, qk.shape[1], dim)  # broadcasts over samples
         head_value = F.linear(value, w_v, b_v).view(self.n_heads, -1)  # (H, hd)
         per_head = (self.out_proj.weight.view(dim, self.n_heads, -1) * head_value).sum(-1)  # (D, H)
         q, k = F.linear(qk, self.in_proj_weight[: 2 * dim], self.in_proj_bias[: 2 * dim]).chunk(2, -1)
         q, k = self._heads(q), self._heads(k)  # (1, H, L, hd)
         weights = (q @ k.transpose(-2, -1) * (q.shape[-1] ** -0.5)).softmax(-1).expand(batch, -1, -1, -1)
-        kept = cpu_dropout(weights, dropout) if weights.device.type == "cpu" else F.dropout(weights, dropout)
+        kept = dropout(weights, p)
         return F.linear(kept.sum(-1).transpose(1, 2), per_head, self.out_proj.bias)  # (B, L, D)
 
     def _heads(self, x: Tensor) -> Tensor:
@@ -85,9 +85,7 @@ class Dropout(nn.Dropout):
     """nn.Dropout, with the CPU's keep mask drawn 3x faster (`cpu_dropout`); other devices use F.dropout."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.training and self.p > 0 and x.device.type == "cpu":
-            return cpu_dropout(x, self.p)
-        return super().forward(x)
+        return dropout(x, self.p) if self.training and self.p > 0 else x
 
 
 def feedforward(layer: EncoderLayer | DecoderLayer, h: Tensor) -> Tensor:
