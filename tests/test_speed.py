@@ -15,7 +15,7 @@ import torch.nn.functional as F  # noqa: N812
 from actlab import devices
 from actlab.config.compose import check_hardware
 from actlab.errors import ActlabError
-from actlab.policy.cpu_dropout import attention_with_dropout, cpu_dropout, keep_mask, relu_dropout_linear
+from actlab.policy.cpu_dropout import attention_with_dropout, cpu_dropout, keep_mask, relu_dropout_feedforward
 from actlab.policy.runtime import resolve_precision
 from actlab.policy.transformer import DecoderLayer, Dropout, EncoderLayer, feedforward
 from actlab.training import trainer as train_module
@@ -63,29 +63,51 @@ def test_attention_with_dropout_is_sdpa_when_nothing_is_dropped():
     torch.testing.assert_close(ours, F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
 
 
-@pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16-autocast"])
-def test_fused_relu_dropout_linear_has_the_value_and_gradients_of_its_parts(autocast):
+@pytest.mark.parametrize(
+    "autocast,onednn", [(False, True), (False, False), (True, True)], ids=["fp32", "fp32-without-onednn", "bf16-autocast"]
+)
+def test_fused_feedforward_has_the_value_and_gradients_of_its_parts(autocast, onednn, monkeypatch):
+    from actlab.policy import cpu_dropout as module
+
+    if not onednn:
+        monkeypatch.setattr(module, "_onednn_linear", lambda: None)
+    elif module._onednn_linear() is None:
+        pytest.skip("this PyTorch build has no oneDNN linear")
     torch.manual_seed(0)
-    linear = torch.nn.Linear(48, 16)
-    h = torch.randn(3, 5, 48, requires_grad=True)
+    linear1, linear2 = torch.nn.Linear(16, 48), torch.nn.Linear(48, 16)
+    h = torch.randn(3, 5, 16, requires_grad=True)
     grad = torch.randn(3, 5, 16)
+    params = (h, linear1.weight, linear1.bias, linear2.weight, linear2.bias)
     results = []
     for fused in (False, True):
         torch.manual_seed(1)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             if fused:
-                out = relu_dropout_linear(h, 0.3, linear)
+                out = relu_dropout_feedforward(h, 0.3, linear1, linear2)
             else:
-                out = linear(torch.where(keep_mask(h, 0.3), torch.relu(h) / 0.7, 0.0))
+                hidden = torch.relu(linear1(h))
+                out = linear2(torch.where(keep_mask(hidden.shape, 0.3), hidden / 0.7, 0.0))
         out.backward(grad)
-        results.append([out.float(), *(t.grad.clone() for t in (h, linear.weight, linear.bias))])
-        assert [t.grad.dtype for t in (h, linear.weight, linear.bias)] == [torch.float32] * 3
-        for t in (h, linear.weight, linear.bias):
+        results.append([out.float(), *(t.grad.clone() for t in params)])
+        assert [t.grad.dtype for t in params] == [torch.float32] * 5
+        for t in params:
             t.grad = None
     tolerance = {"rtol": 2e-2, "atol": 2e-2} if autocast else {}  # bf16 rounds the scale at another point
     for ours, reference in zip(results[1], results[0], strict=True):
         torch.testing.assert_close(ours, reference, **tolerance)
-    assert (results[1][1] == 0).float().mean() > 0.5  # ReLU and dropout both zeroed parts of h's gradient
+    with torch.no_grad():
+        undropped = linear2(torch.relu(linear1(h)))
+    assert not torch.allclose(results[1][0], undropped, atol=0.05)  # it dropped something
+
+
+def test_keep_mask_is_seeded_by_torch_and_draws_new_bits_each_call():
+    torch.manual_seed(4)
+    first, second = keep_mask((1000, 100), 0.25), keep_mask((1000, 100), 0.25)
+    torch.manual_seed(4)
+    assert torch.equal(keep_mask((1000, 100), 0.25), first)
+    assert not torch.equal(first, second)
+    assert abs(first.float().mean().item() - 0.75) < 0.005
+    assert abs((first & second).float().mean().item() - 0.75**2) < 0.005  # independent draws
 
 
 def test_a_training_layer_fuses_its_feedforward_with_the_same_draws_and_gradients():

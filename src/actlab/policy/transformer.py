@@ -2,7 +2,7 @@
 through `scaled_dot_product_attention`, and the sinusoidal position tables.
 
 Exact shortcuts, each tested against the general path: in training on a CPU the feed-forward block's ReLU
-and dropout are fused into its second product (`feedforward`); the decoder's first self-attention, whose
+and dropout are fused with its two products (`feedforward`); the decoder's first self-attention, whose
 input (ACT's zero queries) is the same everywhere, needs no per-sample products (`Attention.of_uniform_values`);
 a caller may pass the first self-attention's projections (`Encoder(first_qkv=...)`, the VAE's action tokens)."""
 
@@ -17,7 +17,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
 from actlab.config.policy import ACTPolicyConfig
-from actlab.policy.cpu_dropout import attention_with_dropout, dropout, relu_dropout_linear
+from actlab.policy.cpu_dropout import attention_with_dropout, dropout, relu_dropout_feedforward
 
 ACTIVATION_FUNCTIONS = {"relu": F.relu, "gelu": F.gelu, "glu": F.glu}  # actlab.config.policy.ACTIVATIONS
 
@@ -90,11 +90,10 @@ class Dropout(nn.Dropout):
 
 def feedforward(layer: EncoderLayer | DecoderLayer, h: Tensor) -> Tensor:
     """`linear2(dropout(activation(linear1(h))))` of a layer; fused on a CPU in training with ReLU."""
-    hidden = layer.linear1(h)
     p = layer.dropout.p
-    if layer.training and p > 0 and hidden.device.type == "cpu" and layer.activation is F.relu:
-        return relu_dropout_linear(hidden, p, layer.linear2)
-    return layer.linear2(layer.dropout(layer.activation(hidden)))
+    if layer.training and p > 0 and h.device.type == "cpu" and layer.activation is F.relu:
+        return relu_dropout_feedforward(h, p, layer.linear1, layer.linear2)
+    return layer.linear2(layer.dropout(layer.activation(layer.linear1(h))))
 
 
 def _with_pos(x: Tensor, pos: Tensor | None) -> Tensor:
