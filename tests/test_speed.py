@@ -64,7 +64,9 @@ def test_attention_with_dropout_is_sdpa_when_nothing_is_dropped():
 
 
 @pytest.mark.parametrize(
-    "autocast,onednn", [(False, True), (False, False), (True, True)], ids=["fp32", "fp32-without-onednn", "bf16-autocast"]
+    "autocast,onednn",
+    [(False, True), (False, False), (True, True)],
+    ids=["fp32", "fp32-without-onednn", "bf16-autocast"],
 )
 def test_fused_feedforward_has_the_value_and_gradients_of_its_parts(autocast, onednn, monkeypatch):
     from actlab.policy import cpu_dropout as module
