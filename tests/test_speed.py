@@ -201,6 +201,59 @@ def test_the_vae_encoders_first_projections_in_the_actions_rank_are_the_general_
         torch.testing.assert_close(our_grads[name], grad, rtol=1e-4, atol=1e-6 * scale, msg=name)
 
 
+@pytest.mark.parametrize("pre_norm", [False, True], ids=["post-norm", "pre-norm"])
+@pytest.mark.parametrize("n_vae_encoder_layers", [1, 3])
+def test_the_vae_encoder_without_its_padded_tokens_is_the_general_one(n_vae_encoder_layers, pre_norm, monkeypatch):
+    from actlab.features import ACTION, ACTION_IS_PAD, OBS_STATE
+    from actlab.policy.packed_tokens import PackedTokens
+    from tests.test_policy import make_policy
+
+    model = make_policy(("top",), n_vae_encoder_layers=n_vae_encoder_layers, pre_norm=pre_norm, dropout=0.0)
+    model = model.model.train()
+    cfg = model.cfg
+    g = torch.Generator().manual_seed(0)
+    batch = {
+        OBS_STATE: torch.randn(3, cfg.robot_state_feature.shape[0], generator=g),
+        ACTION: torch.randn(3, cfg.chunk_size, cfg.action_feature.shape[0], generator=g),
+        ACTION_IS_PAD: torch.arange(cfg.chunk_size).expand(3, -1) >= torch.tensor([[cfg.chunk_size], [3], [1]]),
+    }
+    worthwhile, decisions, results = PackedTokens.worthwhile, [], []
+    for packed in (False, True):
+        monkeypatch.setattr(
+            PackedTokens, "worthwhile", lambda *a, on=packed: decisions.append(on and worthwhile(*a)) or decisions[-1]
+        )
+        torch.manual_seed(2)
+        latent, mu, log_sigma_x2 = model.latent(batch, [])
+        (latent.square().sum() + mu.sum() + log_sigma_x2.sum()).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results.append(([latent, mu, log_sigma_x2], grads))
+        model.zero_grad()
+    assert decisions == [False, True]
+    (outputs, grads), (our_outputs, our_grads) = results
+    for ours, reference in zip(our_outputs, outputs, strict=True):
+        torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-5)
+    assert our_grads.keys() == grads.keys() and any(k.startswith("vae_encoder.layers.0.linear1") for k in grads)
+    scale = max(grad.abs().max().item() for grad in grads.values())
+    for name, grad in grads.items():
+        torch.testing.assert_close(our_grads[name], grad, rtol=1e-4, atol=1e-6 * scale, msg=name)
+
+
+def test_packed_tokens_keep_the_real_tokens_and_put_them_back():
+    from actlab.policy.packed_tokens import PackedTokens
+
+    padded = torch.tensor([[False, False, False, True], [False, False, True, True]])
+    layout = PackedTokens(padded, n_first=2)
+    x = torch.arange(2 * 4 * 3, dtype=torch.float32).view(2, 4, 3)
+    packed = layout.pack(x)
+    assert torch.equal(packed, x[~padded])  # rows of the real tokens, sample by sample
+    assert torch.equal(layout.to_batch(packed), torch.where(padded[..., None], 0.0, x))
+    assert torch.equal(layout.first(packed, 2), x[:, :2])
+    assert torch.equal(layout.pack(x[:1]), x[:1].expand(2, -1, -1)[~padded])  # a table broadcasts
+    assert not PackedTokens.worthwhile(torch.zeros_like(padded), 1, x)  # nothing to skip
+    assert not PackedTokens.worthwhile(padded, None, x)  # every token is an output
+    assert PackedTokens.worthwhile(padded, 1, x)
+
+
 # ------------------------------------------------------------------------------------------------ optimiser
 @pytest.mark.parametrize("precision,fused", [("32-true", True), ("bf16-mixed", True), ("16-mixed", False)])
 def test_adamw_is_fused_except_under_a_gradient_scaler(precision, fused):

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from actlab.config.policy import ACTPolicyConfig
 from actlab.policy.cpu_dropout import attention_with_dropout, dropout, relu_dropout_feedforward
+from actlab.policy.packed_tokens import BATCH_FIRST, BatchFirst, PackedTokens
 
 ACTIVATION_FUNCTIONS = {"relu": F.relu, "gelu": F.gelu, "glu": F.glu}  # actlab.config.policy.ACTIVATIONS
 
@@ -36,16 +37,24 @@ class Attention(nn.Module):
         nn.init.zeros_(self.out_proj.bias)
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Tensor | None = None):
+        return self.attend(*self.project(query, key, value), key_padding_mask)
+
+    def project(self, query: Tensor, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The queries', keys' and values' projections (any leading shape)."""
         w_q, w_k, w_v = self.in_proj_weight.chunk(3)
         b_q, b_k, b_v = self.in_proj_bias.chunk(3)
         if query is key:  # self-attention: one matrix product for the queries and keys
             q, k = F.linear(query, self.in_proj_weight[: 2 * len(w_q)], self.in_proj_bias[: 2 * len(w_q)]).chunk(2, -1)
         else:
             q, k = F.linear(query, w_q, b_q), F.linear(key, w_k, b_k)
-        return self.attend(q, k, F.linear(value, w_v, b_v), key_padding_mask)
+        return q, k, F.linear(value, w_v, b_v)
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
         """The attention of projected (B, L, D) queries, keys and values, through `out_proj`."""
+        return self.out_proj(self.attention(q, k, v, key_padding_mask))
+
+    def attention(self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None = None) -> Tensor:
+        """The attention of projected (B, L, D) queries, keys and values, before `out_proj`."""
         q, k, v = self._heads(q), self._heads(k), self._heads(v)
         mask = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]
         p = self.dropout if self.training else 0.0
@@ -54,7 +63,7 @@ class Attention(nn.Module):
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         batch, _, length, head_dim = out.shape
-        return self.out_proj(out.transpose(1, 2).reshape(batch, length, self.n_heads * head_dim))
+        return out.transpose(1, 2).reshape(batch, length, self.n_heads * head_dim)
 
     def of_uniform_values(self, qk: Tensor, value: Tensor, batch: int) -> Tensor:
         """`self(qk, qk, values)` for (batch, L, D) values all equal to `value` (D,), with `qk` (1, L, D) the
@@ -121,18 +130,23 @@ class EncoderLayer(nn.Module):
         key_padding_mask: Tensor | None = None,
         n_out: int | None = None,
         qkv: tuple[Tensor, Tensor, Tensor] | None = None,
+        layout: BatchFirst = BATCH_FIRST,
     ) -> Tensor:
         """With `n_out`, only the first `n_out` tokens are computed (they attend to all of them). `qkv`: the
-        self-attention's projections of x, computed by the caller (with `pos` in the queries and keys)."""
+        self-attention's (B, L, D) projections of x, computed by the caller (with `pos` in the queries and
+        keys). `layout`: how x and pos hold the tokens (`actlab.policy.packed_tokens`); the output is in it
+        too, but (B, n_out, D) with `n_out`."""
         h = self.norm1(x) if self.pre_norm else x
         if qkv is None:
             qk = _with_pos(h, pos)
-            q = qk if n_out is None else qk[:, :n_out]
-            attended = self.self_attn(q, qk, h, key_padding_mask)
+            q, k, v = self.self_attn.project(qk if n_out is None else layout.first(qk, n_out), qk, h)
+            q, k, v = q if n_out is not None else layout.to_batch(q), layout.to_batch(k), layout.to_batch(v)
         else:
             q, k, v = qkv
-            attended = self.self_attn.attend(q if n_out is None else q[:, :n_out], k, v, key_padding_mask)
-        x = x if n_out is None else x[:, :n_out]
+            q = q if n_out is None else q[:, :n_out]
+        attended = self.self_attn.attention(q, k, v, key_padding_mask)
+        attended = self.self_attn.out_proj(attended if n_out is not None else layout.from_batch(attended))
+        x = x if n_out is None else layout.first(x, n_out)
         x = x + self.dropout1(attended)
         if not self.pre_norm:
             x = self.norm1(x)
@@ -202,11 +216,16 @@ class Encoder(nn.Module):
         first_qkv: tuple[Tensor, Tensor, Tensor] | None = None,
     ) -> Tensor:
         """The encoded tokens; with `n_out` only the first `n_out`, whose last layer then skips the others'
-        attention queries and feed-forward (the VAE encoder reads its [cls] token only). `first_qkv`: the
-        first layer's self-attention projections, computed by the caller (EncoderLayer's `qkv`)."""
+        attention queries and feed-forward (the VAE encoder reads its [cls] token only), and whose layers
+        skip the padded tokens on a CPU (`PackedTokens`). `first_qkv`: the first layer's self-attention
+        projections, computed by the caller (EncoderLayer's `qkv`)."""
+        layout = BATCH_FIRST
+        if PackedTokens.worthwhile(key_padding_mask, n_out, x):
+            layout = PackedTokens(key_padding_mask, n_out)
+            x, pos = layout.pack(x), None if pos is None else layout.pack(pos)
         for i, layer in enumerate(self.layers):
             last = i == len(self.layers) - 1
-            x = layer(x, pos, key_padding_mask, n_out if last else None, first_qkv if i == 0 else None)
+            x = layer(x, pos, key_padding_mask, n_out if last else None, first_qkv if i == 0 else None, layout)
         return self.norm(x)
 
 
