@@ -4,7 +4,8 @@ through `scaled_dot_product_attention`, and the sinusoidal position tables.
 Exact shortcuts, each tested against the general path: in training on a CPU the feed-forward block's ReLU
 and dropout are fused with its two products (`feedforward`); the decoder's first self-attention, whose
 input (ACT's zero queries) is the same everywhere, needs no per-sample products (`Attention.of_uniform_values`);
-a caller may pass the first self-attention's projections (`Encoder(first_qkv=...)`, the VAE's action tokens)."""
+a caller may pass the first self-attention's projections (`Encoder(first_qkv=...)`, the VAE's action tokens);
+an encoder that returns only its first tokens skips the padded ones on a CPU (`actlab.policy.packed_tokens`)."""
 
 from __future__ import annotations
 
