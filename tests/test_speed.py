@@ -310,8 +310,10 @@ def test_cpu_gradient_clipping_gives_clip_grad_norms_gradients(clip):
 
 # ------------------------------------------------------------------------------------------------ compile
 @pytest.mark.slow
-def test_compiled_training_keeps_the_weights_names_and_learns(tmp_path, state_dataset):
-    run_dir = run(tmp_path, state_dataset, "trainer.compile=true", "trainer.log_every_n_steps=1", steps=3)
+@pytest.mark.parametrize("precision", ["32-true", "auto"])  # fp32 on every CPU: the fused feed-forward's kernels
+def test_compiled_training_keeps_the_weights_names_and_learns(tmp_path, state_dataset, precision):
+    overrides = ["trainer.compile=true", "trainer.log_every_n_steps=1", f"trainer.precision={precision}"]
+    run_dir = run(tmp_path, state_dataset, *overrides, steps=3)
     losses = [float(r["train/loss"]) for r in read_metrics(run_dir) if r.get("train/loss")]
     assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
     from actlab.policy import ACTPolicy

@@ -86,10 +86,11 @@ def _onednn_linear():
 
 
 def _onednn_if_fp32(*tensors: Tensor):
-    """The oneDNN linear for an fp32 product outside autocast, else None (autocast chooses the kernel)."""
-    if torch.is_autocast_enabled("cpu") or any(t.dtype != torch.float32 for t in tensors):
+    """The oneDNN linear for an fp32 product outside autocast, else None (autocast chooses the kernel). Not
+    under torch.compile: inductor lowers this op only with frozen (constant) weights."""
+    if torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling():
         return None
-    return _onednn_linear()
+    return _onednn_linear() if all(t.dtype == torch.float32 for t in tensors) else None
 
 
 def _matmul(a: Tensor, b: Tensor, onednn) -> Tensor:
