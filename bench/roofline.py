@@ -11,6 +11,7 @@ held to AVX2, 512 with AVX-512). A runtime that does the same arithmetic cannot 
 from __future__ import annotations
 
 import functools
+import math
 import os
 import shutil
 import subprocess
@@ -109,26 +110,35 @@ def peak() -> tuple[float | None, str]:
     return gflops, f"fp32 FMA peak {gflops:.0f} GFLOP/s ({threads} threads, {width}-bit FMA)"
 
 
+def _linear_flop(x_shape, w_shape, *args, **kwargs) -> int:
+    """x (..., K) @ w (N, K)^T: one multiply and one add per term."""
+    return 2 * math.prod(x_shape) * w_shape[0]
+
+
 @functools.cache
-def _count_cpu_attention() -> None:
-    """FlopCounterMode has formulas for the GPU attention kernels; the CPU's fused one does the same work."""
+def _count_cpu_kernels() -> None:
+    """FlopCounterMode has formulas for the GPU attention kernels; the CPU's fused one does the same work.
+    It has none for oneDNN's linear, which actlab's fused feed-forward block calls in fp32 training."""
     from torch.utils import flop_counter
 
-    aten = torch.ops.aten
-    for name, formula in [
-        ("_scaled_dot_product_flash_attention_for_cpu", flop_counter.sdpa_flop),
-        ("_scaled_dot_product_flash_attention_for_cpu_backward", flop_counter.sdpa_backward_flop),
+    for op, formula, raw in [
+        (getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None), flop_counter.sdpa_flop, True),
+        (
+            getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None),
+            flop_counter.sdpa_backward_flop,
+            True,  # these two take shapes already
+        ),
+        (getattr(torch.ops.mkldnn, "_linear_pointwise", None), _linear_flop, False),
     ]:
-        op = getattr(aten, name, None)
-        if op is not None and op not in flop_counter.flop_registry:  # the formulas take shapes already
-            flop_counter.register_flop_formula(op, get_raw=True)(formula)
+        if op is not None and op not in flop_counter.flop_registry:
+            flop_counter.register_flop_formula(op, get_raw=raw)(formula)
 
 
 def gflop(fn: Callable[[], object]) -> float:
     """The floating-point work of one call of `fn`, in GFLOP."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    _count_cpu_attention()
+    _count_cpu_kernels()
     with FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops() / 1e9

@@ -167,19 +167,25 @@ def test_the_first_decoder_layer_on_uniform_queries_is_the_general_layer(pre_nor
             torch.testing.assert_close(our_grads[name], grad, rtol=1e-4, atol=1e-6 * scale, msg=name)
 
 
-@pytest.mark.parametrize("n_vae_encoder_layers", [1, 2])
-def test_the_vae_encoders_first_projections_in_the_actions_rank_are_the_general_ones(n_vae_encoder_layers):
+def vae_batch(cfg) -> dict[str, torch.Tensor]:
+    """Three samples of robot state and action chunk for the VAE encoder: with none, all but 3 and all but 1 of
+    the chunk's actions padded."""
     from actlab.features import ACTION, ACTION_IS_PAD, OBS_STATE
-    from tests.test_policy import make_policy
 
-    model = make_policy(("top",), n_vae_encoder_layers=n_vae_encoder_layers).model.train()
-    cfg = model.cfg
     g = torch.Generator().manual_seed(0)
-    batch = {
+    return {
         OBS_STATE: torch.randn(3, cfg.robot_state_feature.shape[0], generator=g),
         ACTION: torch.randn(3, cfg.chunk_size, cfg.action_feature.shape[0], generator=g),
         ACTION_IS_PAD: torch.arange(cfg.chunk_size).expand(3, -1) >= torch.tensor([[cfg.chunk_size], [3], [1]]),
     }
+
+
+@pytest.mark.parametrize("n_vae_encoder_layers", [1, 2])
+def test_the_vae_encoders_first_projections_in_the_actions_rank_are_the_general_ones(n_vae_encoder_layers):
+    from tests.test_policy import make_policy
+
+    model = make_policy(("top",), n_vae_encoder_layers=n_vae_encoder_layers).model.train()
+    batch = vae_batch(model.cfg)
     results = []
     for factored in (False, True):
         if not factored:
@@ -207,19 +213,12 @@ def test_the_vae_encoders_first_projections_in_the_actions_rank_are_the_general_
 def test_the_vae_encoder_without_its_padded_tokens_is_the_general_one(
     n_vae_encoder_layers, pre_norm, autocast, monkeypatch
 ):
-    from actlab.features import ACTION, ACTION_IS_PAD, OBS_STATE
     from actlab.policy.packed_tokens import PackedTokens
     from tests.test_policy import make_policy
 
     model = make_policy(("top",), n_vae_encoder_layers=n_vae_encoder_layers, pre_norm=pre_norm, dropout=0.0)
     model = model.model.train()
-    cfg = model.cfg
-    g = torch.Generator().manual_seed(0)
-    batch = {
-        OBS_STATE: torch.randn(3, cfg.robot_state_feature.shape[0], generator=g),
-        ACTION: torch.randn(3, cfg.chunk_size, cfg.action_feature.shape[0], generator=g),
-        ACTION_IS_PAD: torch.arange(cfg.chunk_size).expand(3, -1) >= torch.tensor([[cfg.chunk_size], [3], [1]]),
-    }
+    batch = vae_batch(model.cfg)
     worthwhile, decisions, results = PackedTokens.worthwhile, [], []
     for packed in (False, True):
         monkeypatch.setattr(

@@ -21,6 +21,7 @@ cpu_kernels` the ResNet's part.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> Tensor:
     """A CPU bool mask of `shape`, True with probability 1 - p (p rounded to a multiple of 1/65536), from 16
     random bits per element: numpy's SFC64 stream seeded by one 63-bit draw of PyTorch's default generator.
     Under torch.compile the bits are PyTorch's (a traced graph cannot call numpy's generator)."""
-    n = int(np.prod(shape, dtype=np.int64))
+    n = math.prod(shape)
     threshold = round(p * 65536) - 32768
     if torch.compiler.is_compiling():
         bits = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64)
