@@ -18,9 +18,6 @@ from torch import Tensor
 class BatchFirst:
     """(B, L, D) tokens; every method is the identity or a slice."""
 
-    def pack(self, x: Tensor) -> Tensor:
-        return x
-
     def to_batch(self, x: Tensor) -> Tensor:
         return x
 
