@@ -19,6 +19,7 @@ from actlab.policy.cpu_dropout import attention_with_dropout, cpu_dropout, keep_
 from actlab.policy.runtime import resolve_precision
 from actlab.policy.transformer import DecoderLayer, Dropout, EncoderLayer, feedforward
 from actlab.training import trainer as train_module
+from actlab.training.clipping import forget_grad_scale, total_norm
 from tests.test_train import read_metrics, run
 
 
@@ -285,7 +286,10 @@ def test_gradient_norm_is_logged_without_clipping(tmp_path, state_dataset):
 
 
 @pytest.mark.parametrize("clip", [1e-3, 1e6], ids=["clips", "does-not-clip"])
-def test_cpu_gradient_clipping_gives_clip_grad_norms_gradients(clip):
+@pytest.mark.parametrize("fused", [False, True], ids=["scaled-now", "scaled-in-the-update"])
+def test_cpu_gradient_clipping_gives_clip_grad_norms_update(clip, fused):
+    """The CPU clipping (per-tensor dot products; the coefficient applied by the fused AdamW) updates the
+    weights and leaves the gradients as clip_grad_norm_ followed by the same optimiser does."""
     from actlab.config.schema import OptimizerConfig, SchedulerConfig
     from actlab.training.module import ACTLightningModule
     from tests.test_policy import make_policy
@@ -293,18 +297,36 @@ def test_cpu_gradient_clipping_gives_clip_grad_norms_gradients(clip):
     module = ACTLightningModule(make_policy(("top",)), OptimizerConfig(), SchedulerConfig(), 10)
     module.trainer = SimpleNamespace(global_step=0, log_every_n_steps=1000)  # a step whose norm is not logged
     params = [p for p in module.policy.parameters() if p.requires_grad]
+    start = [p.detach().clone() for p in params]
     g = torch.Generator().manual_seed(0)
     grads = [torch.randn(p.shape, generator=g) for p in params]
-    for p, grad in zip(params, grads, strict=True):
-        p.grad = grad.clone()
-    module.configure_gradient_clipping(None, clip)
-    ours = [p.grad.clone() for p in params]
-    for p, grad in zip(params, grads, strict=True):
-        p.grad = grad.clone()
-    torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
-    for mine, reference in zip(ours, (p.grad for p in params), strict=True):
-        torch.testing.assert_close(mine, reference, rtol=0, atol=0)
-    assert all(torch.equal(mine, grad) for mine, grad in zip(ours, grads, strict=True)) is (clip > 1)
+
+    def step(clipping) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        for p, weight, grad in zip(params, start, grads, strict=True):
+            p.data.copy_(weight)
+            p.grad = grad.clone()
+        optimizer = torch.optim.AdamW(params, lr=0.1, fused=True) if fused else None
+        if optimizer is not None:
+            optimizer.register_step_post_hook(forget_grad_scale)
+        clipping(optimizer)
+        if optimizer is not None:
+            optimizer.step()
+            assert getattr(optimizer, "grad_scale", None) is None  # for this update only
+        return [p.detach().clone() for p in params], [p.grad.clone() for p in params]
+
+    ours = step(lambda optimizer: module.configure_gradient_clipping(optimizer, clip))
+    reference = step(lambda optimizer: torch.nn.utils.clip_grad_norm_(params, clip, foreach=True))
+    for mine, theirs in zip(ours[0] + ours[1], reference[0] + reference[1], strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)  # a few ulps: the norms sum in another order
+    assert all(torch.equal(mine, grad) for mine, grad in zip(ours[1], grads, strict=True)) is (clip > 1)
+
+
+def test_total_norm_is_torchs():
+    g = torch.Generator().manual_seed(0)
+    grads = [torch.randn(shape, generator=g) for shape in [(3, 4), (5,), (2, 3, 3, 3)]]
+    grads.append(torch.randn(6, 4, generator=g).t())  # not contiguous
+    torch.testing.assert_close(total_norm(grads), torch.nn.utils.get_total_norm(grads), rtol=1e-6, atol=0)
+    assert total_norm([torch.full((4,), 1e20)]).isinf() and total_norm([]) == 0
 
 
 # ------------------------------------------------------------------------------------------------ compile

@@ -14,9 +14,9 @@ from actlab.config.schema import OptimizerConfig, SchedulerConfig
 from actlab.errors import TrainingDiverged
 from actlab.policy import ACTPolicy
 from actlab.policy.policy import WEIGHTS_NAME, check_weights
+from actlab.training.clipping import CLIP_EPS, clip_in_update, forget_grad_scale, total_norm
 
 BACKBONE_PREFIX = "model.backbone."
-CLIP_EPS = 1e-6  # torch.nn.utils.clip_grads_with_norm_: coefficient max_norm / (total_norm + 1e-6), clamped to 1
 
 
 def param_groups(policy: ACTPolicy, lr: float, lr_backbone: float) -> list[dict[str, Any]]:
@@ -94,15 +94,16 @@ class ACTLightningModule(L.LightningModule):
         computes kept) and logs that norm, before clipping, on the steps whose metrics reach the loggers.
 
         On a CPU, where reading the norm costs no device sync, the gradients are scaled only on the steps that
-        clip: `clip_grad_norm_` multiplies them all by a coefficient clamped to 1 on every step."""
+        clip (`clip_grad_norm_` multiplies them all by a coefficient clamped to 1 on every step), and then by
+        the fused AdamW as it updates (`actlab.training.clipping`)."""
         logged = (self.global_step + 1) % self.trainer.log_every_n_steps == 0
         params = [p for p in self.policy.parameters() if p.grad is not None]
         if gradient_clip_val and self.device.type != "cpu":
             norm = torch.nn.utils.clip_grad_norm_(params, gradient_clip_val, foreach=True)
         elif gradient_clip_val or logged:
-            norm = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
+            norm = total_norm([p.grad for p in params])
             if gradient_clip_val and norm + CLIP_EPS > gradient_clip_val:  # clip_grad_norm_'s coefficient < 1
-                torch.nn.utils.clip_grads_with_norm_(params, gradient_clip_val, norm, foreach=True)
+                clip_in_update(optimizer, params, gradient_clip_val, norm)
         if logged:
             self.log("train/grad_norm", norm)
 
@@ -118,6 +119,7 @@ class ACTLightningModule(L.LightningModule):
             weight_decay=cfg.weight_decay,
             **({"fused": True} if fused else {"foreach": True}),
         )
+        optimizer.register_step_post_hook(forget_grad_scale)
         scheduler = LambdaLR(optimizer, lambda step: lr_factor(step, self.scheduler_cfg, self.max_steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
