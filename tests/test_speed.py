@@ -45,6 +45,41 @@ def test_cpu_dropout_is_seeded_by_torch_and_its_gradient_is_the_mask():
     torch.testing.assert_close(x.grad, (y != 0).float() / 0.9)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_residual_dropout_is_the_sum_with_dropout(dtype):
+    """`Dropout.residual(x, y)` (one addcmul where the sum is fp32) is x + dropout(y) with the same draw, with
+    the same gradients; a bf16 sum stays bf16."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 5, 8, generator=g, dtype=dtype, requires_grad=True)
+    y = torch.randn(6, 5, 8, generator=g, dtype=dtype, requires_grad=True)
+    layer = Dropout(0.3).train()
+    torch.manual_seed(4)
+    ours = layer.residual(x, y)
+    ours.backward(torch.ones_like(ours))
+    grads = x.grad.clone(), y.grad.clone()
+    x.grad = y.grad = None
+    torch.manual_seed(4)
+    reference = x + layer(y)
+    reference.backward(torch.ones_like(reference))
+    assert ours.dtype == dtype and 0 < (ours == x).float().mean() < 0.5  # dropped somewhere, not everywhere
+    torch.testing.assert_close(ours, reference)
+    torch.testing.assert_close(grads, (x.grad, y.grad))
+    assert torch.equal(layer.eval().residual(x, y), x + y)
+
+
+def test_residual_dropout_under_autocast_scales_in_fp32():
+    """Under bf16 autocast the residual stream is fp32 and the branch bf16: the kept values are scaled in fp32,
+    not rounded to bf16 first."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 32, generator=g), torch.randn(64, 32, generator=g).bfloat16()
+    torch.manual_seed(1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = Dropout(0.1).train().residual(x, y)
+    kept = out != x
+    assert out.dtype == torch.float32 and 0.8 < kept.float().mean() < 0.97
+    torch.testing.assert_close(out[kept], (x + y.float() / 0.9)[kept], rtol=1e-6, atol=1e-6)
+
+
 def test_dropout_module_is_the_identity_in_eval_mode_and_cpu_dropout_in_training():
     layer = Dropout(0.1)
     x = torch.randn(4, 5)

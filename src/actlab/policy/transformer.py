@@ -18,7 +18,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
 from actlab.config.policy import ACTPolicyConfig
-from actlab.policy.cpu_dropout import attention_with_dropout, dropout, relu_dropout_feedforward
+from actlab.policy.cpu_dropout import add_dropout, attention_with_dropout, dropout, relu_dropout_feedforward
 from actlab.policy.packed_tokens import BATCH_FIRST, BatchFirst, PackedTokens
 
 ACTIVATION_FUNCTIONS = {"relu": F.relu, "gelu": F.gelu, "glu": F.glu}  # actlab.config.policy.ACTIVATIONS
@@ -97,6 +97,10 @@ class Dropout(nn.Dropout):
     def forward(self, x: Tensor) -> Tensor:
         return dropout(x, self.p) if self.training and self.p > 0 else x
 
+    def residual(self, x: Tensor, y: Tensor) -> Tensor:
+        """`x + self(y)`: on a CPU in training one pass (`add_dropout`)."""
+        return add_dropout(x, y, self.p) if self.training and self.p > 0 else x + y
+
 
 def feedforward(layer: EncoderLayer | DecoderLayer, h: Tensor) -> Tensor:
     """`linear2(dropout(activation(linear1(h))))` of a layer; fused on a CPU in training with ReLU."""
@@ -148,11 +152,11 @@ class EncoderLayer(nn.Module):
         attended = self.self_attn.attention(q, k, v, key_padding_mask)
         attended = self.self_attn.out_proj(attended if n_out is not None else layout.from_batch(attended))
         x = x if n_out is None else layout.first(x, n_out)
-        x = x + self.dropout1(attended)
+        x = self.dropout1.residual(x, attended)
         if not self.pre_norm:
             x = self.norm1(x)
         h = self.norm2(x) if self.pre_norm else x
-        x = x + self.dropout2(feedforward(self, h))
+        x = self.dropout2.residual(x, feedforward(self, h))
         return x if self.pre_norm else self.norm2(x)
 
 
@@ -185,20 +189,20 @@ class DecoderLayer(nn.Module):
         """`uniform`: x is the same at every position and sample (ACT's zero queries, in the first layer)."""
         h = self.norm1(x) if self.pre_norm else x
         if uniform:
-            x = x + self.dropout1(self.self_attn.of_uniform_values(_with_pos(h[:1, :1], pos), h[0, 0], x.shape[0]))
+            attended = self.self_attn.of_uniform_values(_with_pos(h[:1, :1], pos), h[0, 0], x.shape[0])
         else:
             qk = _with_pos(h, pos)
-            x = x + self.dropout1(self.self_attn(qk, qk, h))
+            attended = self.self_attn(qk, qk, h)
+        x = self.dropout1.residual(x, attended)
         if not self.pre_norm:
             x = self.norm1(x)
         h = self.norm2(x) if self.pre_norm else x
-        x = x + self.dropout2(
-            self.multihead_attn(_with_pos(h, pos), _with_pos(memory, memory_pos), memory, memory_mask)
-        )
+        attended = self.multihead_attn(_with_pos(h, pos), _with_pos(memory, memory_pos), memory, memory_mask)
+        x = self.dropout2.residual(x, attended)
         if not self.pre_norm:
             x = self.norm2(x)
         h = self.norm3(x) if self.pre_norm else x
-        x = x + self.dropout3(feedforward(self, h))
+        x = self.dropout3.residual(x, feedforward(self, h))
         return x if self.pre_norm else self.norm3(x)
 
 
