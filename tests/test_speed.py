@@ -67,17 +67,49 @@ def test_residual_dropout_is_the_sum_with_dropout(dtype):
     assert torch.equal(layer.eval().residual(x, y), x + y)
 
 
-def test_residual_dropout_under_autocast_scales_in_fp32():
-    """Under bf16 autocast the residual stream is fp32 and the branch bf16: the kept values are scaled in fp32,
-    not rounded to bf16 first."""
+def test_residual_dropout_under_autocast_is_the_general_path():
+    """Under bf16 autocast the residual stream is fp32 and the branch bf16: the branch is dropped in bf16 and
+    then added, as `x + dropout(y)` rounds it (the addcmul would scale it in fp32)."""
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(64, 32, generator=g), torch.randn(64, 32, generator=g).bfloat16()
-    torch.manual_seed(1)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = Dropout(0.1).train().residual(x, y)
-    kept = out != x
-    assert out.dtype == torch.float32 and 0.8 < kept.float().mean() < 0.97
-    torch.testing.assert_close(out[kept], (x + y.float() / 0.9)[kept], rtol=1e-6, atol=1e-6)
+    layer = Dropout(0.1).train()
+    results = []
+    for residual in (layer.residual, lambda x, y: x + layer(y)):
+        torch.manual_seed(1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            results.append(residual(x, y))
+    assert results[0].dtype == torch.float32 and 0.8 < (results[0] != x).float().mean() < 0.97
+    assert torch.equal(*results)
+
+
+@pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16-autocast"])
+def test_shortcuts_that_round_otherwise_are_taken_in_fp32_only(autocast, monkeypatch):
+    """In fp32 a training step takes the fused feed-forward, the uniform queries' attention and the VAE's
+    factored projections; under bf16 autocast none of them (they would round at other points than the general
+    path, which the native-bf16 results were measured on), and the loss is the general path's."""
+    from actlab.policy import act, transformer
+    from tests.test_policy import make_policy, random_obs
+
+    taken = []
+
+    def spy(owner, name, key):
+        original = getattr(owner, name)
+        monkeypatch.setattr(owner, name, lambda *args, **kwargs: taken.append(key) or original(*args, **kwargs))
+
+    spy(transformer, "relu_dropout_feedforward", "feedforward")
+    spy(transformer.Attention, "of_uniform_values", "uniform queries")
+    spy(act.ACT, "vae_first_projections", "vae projections")
+    policy = make_policy(("top",)).train()
+    batch = {
+        **random_obs(policy.config.input_features, batch=3),
+        "action": torch.rand(3, 10, 4, generator=torch.Generator().manual_seed(3)),
+        "action_is_pad": torch.zeros(3, 10, dtype=torch.bool),
+    }
+    torch.manual_seed(5)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        loss = policy(batch)["loss"]
+    assert torch.isfinite(loss)
+    assert set(taken) == (set() if autocast else {"feedforward", "uniform queries", "vae projections"})
 
 
 def test_dropout_module_is_the_identity_in_eval_mode_and_cpu_dropout_in_training():

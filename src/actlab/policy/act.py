@@ -21,7 +21,7 @@ from actlab.config.policy import ACTPolicyConfig
 from actlab.features import ACTION, ACTION_IS_PAD, OBS_ENV_STATE, OBS_STATE, OBSERVATION_IS_PAD
 from actlab.policy.encoders import build_backbone
 from actlab.policy.fusion import CameraFusion
-from actlab.policy.transformer import Decoder, Encoder, sinusoidal_1d, sinusoidal_2d
+from actlab.policy.transformer import Decoder, Encoder, exact_shortcuts, sinusoidal_1d, sinusoidal_2d
 
 
 class ACT(nn.Module):
@@ -103,7 +103,9 @@ class ACT(nn.Module):
             tokens.append(self.vae_encoder_robot_state_input_proj(current_state).unsqueeze(1))
         prefix_pad = torch.zeros(batch_size, len(tokens), dtype=torch.bool, device=device)
         pad_mask = torch.cat([prefix_pad, batch[ACTION_IS_PAD]], dim=1)
-        first_qkv = None if cfg.pre_norm else self.vae_first_projections(torch.cat(tokens, dim=1), batch[ACTION])
+        first_qkv = None
+        if not cfg.pre_norm and exact_shortcuts(batch[ACTION]):
+            first_qkv = self.vae_first_projections(torch.cat(tokens, dim=1), batch[ACTION])
         tokens.append(self.vae_encoder_action_input_proj(batch[ACTION]))
         tokens = torch.cat(tokens, dim=1)
         cls_out = self.vae_encoder(tokens, self.vae_encoder_pos_enc, pad_mask, n_out=1, first_qkv=first_qkv)[:, 0]
@@ -117,7 +119,8 @@ class ACT(nn.Module):
         values) of its tokens: the (B, n, D) `prefix` ([cls], robot state) and one token per action of the
         (B, chunk, action_dim) `actions`. An action token is a linear map of its action, so its projections
         are one (action_dim -> 3D) map, the product of the two weights, where they would be a (D -> 3D) one
-        per token. Post-norm only: with pre-norm the first layer projects the tokens' layer norm."""
+        per token. Post-norm only: with pre-norm the first layer projects the tokens' layer norm. In fp32 only
+        (`exact_shortcuts`)."""
         attention = self.vae_encoder.layers[0].self_attn
         weight, bias = attention.in_proj_weight, attention.in_proj_bias
         action_proj = self.vae_encoder_action_input_proj

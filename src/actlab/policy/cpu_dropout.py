@@ -77,9 +77,9 @@ def dropout(x: Tensor, p: float) -> Tensor:
 
 
 def add_dropout(x: Tensor, y: Tensor, p: float) -> Tensor:
-    """`x + dropout(y, p)`, the residual connection after dropout; one pass (`addcmul`) on a CPU where the sum
-    is fp32 (under bf16 autocast too: y is then bf16, scaled in fp32 instead of rounded to bf16 first)."""
-    if x.device.type == "cpu" and torch.result_type(x, y) == torch.float32:
+    """`x + dropout(y, p)`, the residual connection after dropout; one pass (`addcmul`) on a CPU where both are
+    fp32. Under bf16 autocast y is bf16: it is dropped in bf16 and then added, as in the general path."""
+    if x.device.type == "cpu" and x.dtype == y.dtype == torch.float32:
         return torch.addcmul(x, y, dropout_scales(y.shape, p))
     return x + dropout(y, p)
 

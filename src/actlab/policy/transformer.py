@@ -5,7 +5,9 @@ Exact shortcuts, each tested against the general path: in training on a CPU the 
 and dropout are fused with its two products (`feedforward`); the decoder's first self-attention, whose
 input (ACT's zero queries) is the same everywhere, needs no per-sample products (`Attention.of_uniform_values`);
 a caller may pass the first self-attention's projections (`Encoder(first_qkv=...)`, the VAE's action tokens);
-an encoder that returns only its first tokens skips the padded ones on a CPU (`actlab.policy.packed_tokens`)."""
+an encoder that returns only its first tokens skips the padded ones on a CPU (`actlab.policy.packed_tokens`).
+The first three change how values are rounded, so they are taken in fp32 only (`exact_shortcuts`): under
+mixed precision the layers round as LeRobot's do, the path the native-bf16 results were measured on."""
 
 from __future__ import annotations
 
@@ -102,10 +104,17 @@ class Dropout(nn.Dropout):
         return add_dropout(x, y, self.p) if self.training and self.p > 0 else x + y
 
 
+def exact_shortcuts(x: Tensor) -> bool:
+    """Whether the shortcuts that reorder or fuse products are taken for `x`: in fp32 outside autocast, where
+    they give the general path's values up to fp32 rounding. Under autocast they would round to bf16 at other
+    points than the general path, whose training results are the measured ones, so it is kept there."""
+    return x.dtype == torch.float32 and not torch.is_autocast_enabled(x.device.type)
+
+
 def feedforward(layer: EncoderLayer | DecoderLayer, h: Tensor) -> Tensor:
-    """`linear2(dropout(activation(linear1(h))))` of a layer; fused on a CPU in training with ReLU."""
+    """`linear2(dropout(activation(linear1(h))))` of a layer; fused on a CPU in fp32 training with ReLU."""
     p = layer.dropout.p
-    if layer.training and p > 0 and h.device.type == "cpu" and layer.activation is F.relu:
+    if layer.training and p > 0 and h.device.type == "cpu" and layer.activation is F.relu and exact_shortcuts(h):
         return relu_dropout_feedforward(h, p, layer.linear1, layer.linear2)
     return layer.linear2(layer.dropout(layer.activation(layer.linear1(h))))
 
@@ -252,7 +261,8 @@ class Decoder(nn.Module):
         uniform: bool = False,
     ) -> Tensor:
         """`uniform`: x is the same at every position and sample, as ACT's zero queries are; the first
-        layer's self-attention then needs no per-sample matrix products."""
+        layer's self-attention then needs no per-sample matrix products (in fp32: `exact_shortcuts`)."""
+        uniform = uniform and exact_shortcuts(x)
         for i, layer in enumerate(self.layers):
             x = layer(x, memory, pos, memory_pos, memory_mask, uniform=uniform and i == 0)
         return self.norm(x)
