@@ -411,6 +411,26 @@ def test_compiled_training_keeps_the_weights_names_and_learns(tmp_path, state_da
     assert any(k.startswith("model.encoder.") for k in policy.state_dict())
 
 
+@pytest.mark.filterwarnings("ignore:Dynamo detected a call to a `functools.lru_cache`")  # train.py's filter
+@pytest.mark.parametrize("pre_norm", [False, True], ids=["post-norm", "pre-norm"])
+def test_a_training_forward_traces_as_one_graph(pre_norm):
+    """A graph break splits a compiled step into frames that dynamo recompiles per call signature: the bench's
+    compiled run hit dynamo's recompile limit on one (`torch.result_type` in the residual dropout)."""
+    from tests.test_policy import make_policy, random_obs
+
+    policy = make_policy(("top",), pre_norm=pre_norm).train()
+    batch = {
+        **random_obs(policy.config.input_features, batch=3),
+        "action": torch.rand(3, 10, 4, generator=torch.Generator().manual_seed(3)),
+        "action_is_pad": torch.arange(10).expand(3, -1) >= torch.tensor([[10], [3], [7]]),
+    }
+    torch._dynamo.reset()
+    compiled = torch.compile(policy, backend="eager", fullgraph=True)  # fullgraph: a graph break raises
+    loss = compiled(batch)["loss"]
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
 def test_compile_without_a_cpu_compiler_is_one_line(monkeypatch):
     monkeypatch.setattr("shutil.which", lambda name: None)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
