@@ -340,11 +340,24 @@ def test_adamw_is_fused_except_under_a_gradient_scaler(precision, fused):
     assert optimizer.defaults["foreach"] is (None if fused else True)
 
 
-def test_logged_gradient_norm_is_the_norm_before_clipping(tmp_path, state_dataset):
-    # gradient_clip_val is tiny, so every step clips: a norm taken after clipping would be that value.
+def test_logged_gradient_norm_is_the_norm_before_clipping(tmp_path, state_dataset, monkeypatch):
+    """gradient_clip_val is tiny, so every step clips: a norm taken after clipping would be that value. The
+    clipping reaches the optimiser Lightning steps: its fused update divides by clip_grad_norm_'s inverse."""
+    scales, fused_adamw = [], torch._fused_adamw_
+
+    def spy(*args, **kwargs):
+        scales.append(kwargs["grad_scale"])
+        return fused_adamw(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "_fused_adamw_", spy)
     run_dir = run(tmp_path, state_dataset, "trainer.gradient_clip_val=1e-6", "trainer.log_every_n_steps=1")
     norms = [float(r["train/grad_norm"]) for r in read_metrics(run_dir) if r.get("train/grad_norm")]
     assert len(norms) == 2 and all(n > 1e-3 for n in norms)
+    per_step = len(scales) // len(norms)  # the fused update's calls per step (PyTorch groups the tensors)
+    assert per_step >= 1 and len(scales) == per_step * len(norms)
+    for i, norm in enumerate(norms):
+        for scale in scales[i * per_step : (i + 1) * per_step]:
+            assert scale is not None and scale.item() == pytest.approx((norm + 1e-6) / 1e-6, rel=1e-5)
 
 
 def test_gradient_norm_is_logged_without_clipping(tmp_path, state_dataset):
