@@ -88,7 +88,7 @@ def test_shortcuts_that_round_otherwise_are_taken_in_fp32_only(autocast, monkeyp
     factored projections; under bf16 autocast none of them (they would round at other points than the general
     path, which the native-bf16 results were measured on), and the loss is the general path's."""
     from actlab.policy import act, transformer
-    from tests.test_policy import make_policy, random_obs
+    from tests.test_policy import make_policy
 
     taken = []
 
@@ -100,11 +100,7 @@ def test_shortcuts_that_round_otherwise_are_taken_in_fp32_only(autocast, monkeyp
     spy(transformer.Attention, "of_uniform_values", "uniform queries")
     spy(act.ACT, "vae_first_projections", "vae projections")
     policy = make_policy(("top",)).train()
-    batch = {
-        **random_obs(policy.config.input_features, batch=3),
-        "action": torch.rand(3, 10, 4, generator=torch.Generator().manual_seed(3)),
-        "action_is_pad": torch.zeros(3, 10, dtype=torch.bool),
-    }
+    batch = training_batch(policy, real_actions=[10, 10, 10])
     torch.manual_seed(5)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
         loss = policy(batch)["loss"]
@@ -233,6 +229,19 @@ def test_the_first_decoder_layer_on_uniform_queries_is_the_general_layer(pre_nor
         scale = max(grad.abs().max().item() for grad in grads.values())
         for name, grad in grads.items():
             torch.testing.assert_close(our_grads[name], grad, rtol=1e-4, atol=1e-6 * scale, msg=name)
+
+
+def training_batch(policy, real_actions: list[int]) -> dict[str, torch.Tensor]:
+    """A training batch for a `tests.test_policy.make_policy` policy (chunk 10, 4 action dims): one sample per
+    entry of `real_actions`, the number of its actions that are not padding."""
+    from tests.test_policy import random_obs
+
+    batch = len(real_actions)
+    return {
+        **random_obs(policy.config.input_features, batch=batch),
+        "action": torch.rand(batch, 10, 4, generator=torch.Generator().manual_seed(3)),
+        "action_is_pad": torch.arange(10).expand(batch, -1) >= torch.tensor(real_actions)[:, None],
+    }
 
 
 def vae_batch(cfg) -> dict[str, torch.Tensor]:
@@ -429,14 +438,10 @@ def test_compiled_training_keeps_the_weights_names_and_learns(tmp_path, state_da
 def test_a_training_forward_traces_as_one_graph(pre_norm):
     """A graph break splits a compiled step into frames that dynamo recompiles per call signature: the bench's
     compiled run hit dynamo's recompile limit on one (`torch.result_type` in the residual dropout)."""
-    from tests.test_policy import make_policy, random_obs
+    from tests.test_policy import make_policy
 
     policy = make_policy(("top",), pre_norm=pre_norm).train()
-    batch = {
-        **random_obs(policy.config.input_features, batch=3),
-        "action": torch.rand(3, 10, 4, generator=torch.Generator().manual_seed(3)),
-        "action_is_pad": torch.arange(10).expand(3, -1) >= torch.tensor([[10], [3], [7]]),
-    }
+    batch = training_batch(policy, real_actions=[10, 3, 7])
     torch._dynamo.reset()
     compiled = torch.compile(policy, backend="eager", fullgraph=True)  # fullgraph: a graph break raises
     loss = compiled(batch)["loss"]
