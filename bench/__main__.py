@@ -1,7 +1,7 @@
 """`python -m bench [--emulate-avx2] [name ...]`: run the benchmarks and print their tables, each followed by
 the CPU, its flags and whether its kernels are held to AVX2. With no name, the performance benchmarks run;
 `kill_resume` (crash safety, `make bench-kill`) and `quickstart_image` (a timed image quickstart from empty
-data, 24 minutes on 2 AVX2 cores) run when named.
+data, 13 minutes held to AVX2 on 2 cores) run when named.
 
 `--emulate-avx2` runs them in a process whose PyTorch kernels are held to AVX2 (ATEN_CPU_CAPABILITY=avx2
 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2): a CPU with AVX-512 (and native bf16) then runs
