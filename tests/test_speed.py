@@ -232,15 +232,16 @@ def test_the_first_decoder_layer_on_uniform_queries_is_the_general_layer(pre_nor
 
 
 def training_batch(policy, real_actions: list[int]) -> dict[str, torch.Tensor]:
-    """A training batch for a `tests.test_policy.make_policy` policy (chunk 10, 4 action dims): one sample per
-    entry of `real_actions`, the number of its actions that are not padding."""
+    """A training batch for `policy`: one sample per entry of `real_actions`, the number of its actions that are
+    not padding."""
     from tests.test_policy import random_obs
 
-    batch = len(real_actions)
+    batch, chunk = len(real_actions), policy.config.chunk_size
+    action_dim = policy.config.action_feature.shape[0]
     return {
         **random_obs(policy.config.input_features, batch=batch),
-        "action": torch.rand(batch, 10, 4, generator=torch.Generator().manual_seed(3)),
-        "action_is_pad": torch.arange(10).expand(batch, -1) >= torch.tensor(real_actions)[:, None],
+        "action": torch.rand(batch, chunk, action_dim, generator=torch.Generator().manual_seed(3)),
+        "action_is_pad": torch.arange(chunk).expand(batch, -1) >= torch.tensor(real_actions)[:, None],
     }
 
 
