@@ -3,7 +3,7 @@ directory, its wall time split into start-up, collecting the demonstrations, tra
 evaluations) and the final evaluation, and its success over the final episodes. Run it as
 `python -m bench --emulate-avx2 quickstart_image` on a CPU with AVX-512 to see what an AVX2-only CPU gets.
 
-    python -m bench quickstart_image     # 13 minutes held to AVX2, about 11 with AVX-512 BF16 (it is the quickstart)
+    python -m bench quickstart_image     # about 11 minutes with AVX-512 BF16, 13 with --emulate-avx2
 
 `BENCH_QUICK=1` runs a few demonstrations and steps only (a check that the benchmark runs, not a figure).
 """
